@@ -1,0 +1,1 @@
+return { version = require("clayer.embedded").version }
