@@ -6,8 +6,8 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 PKGS    := lua5.4 libcurl libarchive libcrypto jansson libzstd
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+XCFLAGS  = $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Iinclude \
+           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LUALIB   = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LDLIBS   = -Wl,-E $(LUALIB)/liblua5.4.a \
            $(shell pkg-config --libs libcurl libarchive libcrypto jansson \
@@ -31,8 +31,8 @@ $(BUILD)/.deps: vendor/debian-packages.txt vendor/install-deps
 deps:
 	@sh vendor/install-deps
 
-$(BUILD)/%.o: src/%.c include/clayer.h | $(BUILD)/.deps
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/%.o: src/%.c include/clayer.h $(wildcard src/*.h) | $(BUILD)/.deps
+	$(CC) $(XCFLAGS) -c -o $@ $<
 
 $(BUILD)/embed: src/tools/embed.c | $(BUILD)/.deps
 	$(CC) -O1 -o $@ $<
@@ -44,7 +44,7 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(CC) -O1 -c -o $@ $<
 
 $(BIN): $(OBJ) $(BUILD)/embedded.o
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/clayer: $(BIN)
 	ln -sf clayer-lua $@

@@ -1,10 +1,515 @@
 /*
- * tar.c: the clayer.tar module.
+ * tar.c: the clayer.tar module: registration, the compressed input that
+ * tar.extract and tar.list read (files, clayer_source streams, or an
+ * array of them as one stream, hashed as the bytes pass), and tar.list.
+ * tar.create lives in tar_write.c, tar.extract and tar.recover in
+ * tar_extract.c.
  */
-#include "clayer.h"
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tar_internal.h"
+
+#define TAR_BUFSIZE (1 << 20)   /* file reads: large, few syscalls */
+
+/* Raise on an option that is not in the NULL-terminated list known. */
+void tar_check_options(lua_State *L, int idx, const char *const *known)
+{
+  size_t i;
+
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while(lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if(lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "options: string keys expected");
+    for(i = 0; known[i]; i++)
+      if(!strcmp(known[i], lua_tostring(L, -1)))
+        break;
+    if(!known[i])
+      luaL_error(L, "unknown option '%s'", lua_tostring(L, -1));
+  }
+}
+
+/* Copy a 64-hex digest, lowercased, into out; raise when malformed. */
+static void check_sha(lua_State *L, const char *s, const char *field,
+                      char *out)
+{
+  size_t i;
+
+  for(i = 0; s[i] && i < 64; i++) {
+    if(!isxdigit((unsigned char)s[i]))
+      break;
+    out[i] = (char)tolower((unsigned char)s[i]);
+  }
+  if(i != 64 || s[i])
+    luaL_error(L, "option '%s': 64 hex digits expected", field);
+  out[64] = '\0';
+}
+
+/* Fill part p from the source value at the top of the stack. */
+static void parse_source(lua_State *L, struct tar_part *p)
+{
+  if(lua_type(L, -1) == LUA_TSTRING) {
+    p->path = lua_tostring(L, -1);
+    return;
+  }
+  p->src = clayer_tosource(L, -1);
+  if(!p->src)
+    luaL_error(L, "option 'source': path or stream expected, got %s",
+               luaL_typename(L, -1));
+}
+
+/* The expected digests of `parts` (table at the top of the stack). */
+static void parse_parts(lua_State *L, struct tar_in *in)
+{
+  size_t i, n = lua_rawlen(L, -1);
+
+  if(n < in->nparts)
+    luaL_error(L, "option 'parts': %d entries for %d sources", (int)n,
+               (int)in->nparts);
+  in->nwant = n;
+  for(i = 0; i < in->nparts; i++) {
+    struct tar_part *p = &in->parts[i];
+
+    if(lua_rawgeti(L, -1, (lua_Integer)i + 1) != LUA_TTABLE)
+      luaL_error(L, "option 'parts': tables expected");
+    if(lua_getfield(L, -1, "sha256") == LUA_TSTRING)
+      check_sha(L, lua_tostring(L, -1), "parts.sha256", p->want_sha);
+    else if(!lua_isnil(L, -1))
+      luaL_error(L, "option 'parts': sha256 must be a string");
+    lua_pop(L, 1);
+    p->want_size = clayer_optinteger(L, lua_gettop(L), "size", -1);
+    lua_pop(L, 1);
+  }
+}
+
+enum tar_format tar_in_parse(lua_State *L, int idx, struct tar_in *in,
+                             const char *what)
+{
+  const char *fmt, *sha;
+  size_t i, n = 1;
+  int array;
+
+  memset(in, 0, sizeof(*in));
+  in->fd = -1;
+  in->want_size = -1;
+  in->what = what;
+  in->L = L;
+  lua_getfield(L, idx, "source");
+  array = lua_type(L, -1) == LUA_TTABLE;
+  if(array)
+    n = lua_rawlen(L, -1);
+  else if(lua_isnil(L, -1))
+    luaL_error(L, "option 'source' is required");
+  if(n == 0)
+    luaL_error(L, "option 'source': empty array");
+  in->parts = lua_newuserdatauv(L, n * sizeof(*in->parts), 0);
+  memset(in->parts, 0, n * sizeof(*in->parts));
+  in->nparts = n;
+  lua_insert(L, -2);   /* keep the userdata below the source */
+  for(i = 0; i < n; i++) {
+    in->parts[i].want_size = -1;
+    if(array)
+      lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    else
+      lua_pushvalue(L, -1);
+    parse_source(L, &in->parts[i]);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if(lua_getfield(L, idx, "parts") == LUA_TTABLE)
+    parse_parts(L, in);
+  else if(!lua_isnil(L, -1))
+    luaL_error(L, "option 'parts': table expected");
+  lua_pop(L, 1);
+  sha = clayer_optstring(L, idx, "sha256", NULL);
+  if(sha)
+    check_sha(L, sha, "sha256", in->want_sha);
+  in->want_size = clayer_optinteger(L, idx, "size", -1);
+  if(lua_getfield(L, idx, "progress") == LUA_TFUNCTION)
+    in->progress = lua_absindex(L, idx);
+  else if(!lua_isnil(L, -1))
+    luaL_error(L, "option 'progress': function expected");
+  lua_pop(L, 1);
+  fmt = clayer_optstring(L, idx, "format", "zstd");
+  if(!strcmp(fmt, "zstd"))
+    return TAR_ZSTD;
+  if(!strcmp(fmt, "gzip"))
+    return TAR_GZIP;
+  if(!strcmp(fmt, "auto"))
+    return TAR_AUTO;
+  return (enum tar_format)luaL_error(L, "option 'format': zstd, gzip or "
+                                     "auto expected, got '%s'", fmt);
+}
+
+/* Record the first failure of the input; return -1. */
+static int in_fail(struct tar_in *in, const char *code, const char *fmt,
+                   ...) __attribute__((format(printf, 3, 4)));
+static int in_fail(struct tar_in *in, const char *code, const char *fmt,
+                   ...)
+{
+  va_list ap;
+  int n;
+
+  if(in->code)
+    return -1;
+  in->code = code;
+  n = snprintf(in->msg, sizeof(in->msg), "%s: ", in->what);
+  va_start(ap, fmt);
+  vsnprintf(in->msg + n, sizeof(in->msg) - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* Finish a digest context into 64 hex digits and reset it. */
+static void finish_sha(EVP_MD_CTX *ctx, char *hex)
+{
+  unsigned char md[32];
+  unsigned int len = 0;
+
+  EVP_DigestFinal_ex(ctx, md, &len);
+  clayer_hex(md, 32, hex);
+  EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+}
+
+/* Name of part i for messages. */
+static const char *part_name(struct tar_in *in, size_t i)
+{
+  return in->parts[i].path ? in->parts[i].path : "stream";
+}
+
+/* The current part ended: check it against `parts`, go to the next. */
+static int part_end(struct tar_in *in)
+{
+  struct tar_part *p = &in->parts[in->cur];
+  char hex[65];
+
+  if(in->fd >= 0)
+    close(in->fd);
+  in->fd = -1;
+  finish_sha(in->part, hex);
+  if(p->want_size >= 0 && in->partsize < p->want_size)
+    return in_fail(in, "truncated", "part %zu (%s): %lld bytes, expected "
+                   "%lld", in->cur + 1, part_name(in, in->cur),
+                   in->partsize, p->want_size);
+  if(p->want_size >= 0 && in->partsize > p->want_size)
+    return in_fail(in, "digest", "part %zu (%s): %lld bytes, expected "
+                   "%lld", in->cur + 1, part_name(in, in->cur),
+                   in->partsize, p->want_size);
+  if(p->want_sha[0] && strcmp(hex, p->want_sha))
+    return in_fail(in, "digest", "part %zu (%s): sha256 %s, expected %s",
+                   in->cur + 1, part_name(in, in->cur), hex, p->want_sha);
+  in->cur++;
+  in->partsize = 0;
+  return 0;
+}
+
+/* Every part was read: check the whole stream. */
+static int stream_end(struct tar_in *in)
+{
+  finish_sha(in->whole, in->sha);
+  in->eof = 1;
+  if(in->nwant > in->nparts)
+    return in_fail(in, "truncated", "part %zu of %zu missing",
+                   in->nparts + 1, in->nwant);
+  if(in->want_size >= 0 && in->total < in->want_size)
+    return in_fail(in, "truncated", "archive is %lld bytes, expected %lld",
+                   in->total, in->want_size);
+  if(in->want_size >= 0 && in->total > in->want_size)
+    return in_fail(in, "digest", "archive is %lld bytes, expected %lld",
+                   in->total, in->want_size);
+  if(in->want_sha[0] && strcmp(in->sha, in->want_sha))
+    return in_fail(in, "digest", "sha256 %s, expected %s", in->sha,
+                   in->want_sha);
+  return 0;
+}
+
+/* Read some bytes of the current part into *out; 0 at its end. */
+static ssize_t part_read(struct tar_in *in, const void **out)
+{
+  struct tar_part *p = &in->parts[in->cur];
+  ssize_t n;
+
+  if(p->src) {
+    n = p->src->read(p->src, out);
+    if(n < 0)
+      return in_fail(in, "io", "%s", p->src->error(p->src));
+    return n;
+  }
+  if(in->fd < 0) {
+    in->fd = open(p->path, O_RDONLY | O_CLOEXEC);
+    if(in->fd < 0)
+      return in_fail(in, "io", "%s: %s", p->path, strerror(errno));
+    posix_fadvise(in->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
+  do
+    n = read(in->fd, in->buf, TAR_BUFSIZE);
+  while(n < 0 && errno == EINTR);
+  if(n < 0)
+    return in_fail(in, "io", "%s: %s", p->path, strerror(errno));
+  *out = in->buf;
+  return n;
+}
+
+/* Tell the progress function how far the stream is. */
+static int report(struct tar_in *in)
+{
+  lua_State *L = in->L;
+
+  if(!in->progress)
+    return 0;
+  lua_getfield(L, in->progress, "progress");
+  lua_pushinteger(L, in->total);
+  if(lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    in_fail(in, "interrupted", "progress: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* The next bytes of the stream: > 0 at *out, 0 at the end, -1 failed. */
+static ssize_t in_next(struct tar_in *in, const void **out)
+{
+  ssize_t n;
+
+  for(;;) {
+    if(in->code)
+      return -1;
+    if(in->eof)
+      return 0;
+    if(clayer_interrupted)
+      return in_fail(in, "interrupted", "interrupted");
+    if(in->cur >= in->nparts) {
+      if(stream_end(in))
+        return -1;
+      continue;
+    }
+    n = part_read(in, out);
+    if(n < 0)
+      return -1;
+    if(n == 0) {
+      if(part_end(in))
+        return -1;
+      continue;
+    }
+    EVP_DigestUpdate(in->whole, *out, (size_t)n);
+    EVP_DigestUpdate(in->part, *out, (size_t)n);
+    in->total += n;
+    in->partsize += n;
+    if(in->want_size >= 0 && in->total > in->want_size)
+      return in_fail(in, "digest", "archive is over %lld bytes, expected "
+                     "%lld", in->total - 1, in->want_size);
+    if(report(in))
+      return -1;
+    return n;
+  }
+}
+
+static la_ssize_t in_read(struct archive *a, void *ud, const void **out)
+{
+  struct tar_in *in = ud;
+  ssize_t n = in_next(in, out);
+
+  if(n < 0) {
+    archive_set_error(a, EIO, "%s", in->msg);
+    return -1;
+  }
+  return n;
+}
+
+int tar_in_drain(struct tar_in *in)
+{
+  const void *p;
+  ssize_t n;
+
+  while((n = in_next(in, &p)) > 0)
+    ;
+  return (int)n;
+}
+
+int tar_in_open(struct tar_in *in, enum tar_format fmt, struct archive **ap)
+{
+  struct archive *a;
+
+  *ap = NULL;
+  in->buf = malloc(TAR_BUFSIZE);
+  in->whole = EVP_MD_CTX_new();
+  in->part = EVP_MD_CTX_new();
+  a = archive_read_new();
+  if(!in->buf || !in->whole || !in->part || !a) {
+    if(a)
+      archive_read_free(a);
+    return in_fail(in, "io", "out of memory");
+  }
+  EVP_DigestInit_ex(in->whole, EVP_sha256(), NULL);
+  EVP_DigestInit_ex(in->part, EVP_sha256(), NULL);
+  archive_read_support_format_tar(a);
+  if(fmt & TAR_ZSTD)
+    archive_read_support_filter_zstd(a);
+  if(fmt & TAR_GZIP)
+    archive_read_support_filter_gzip(a);
+  *ap = a;
+  if(archive_read_open(a, in, NULL, in_read, NULL) != ARCHIVE_OK) {
+    tar_in_fail(in, a);
+    return -1;
+  }
+  return 0;
+}
+
+int tar_in_check_filter(struct tar_in *in, struct archive *a,
+                        enum tar_format fmt)
+{
+  int code = archive_filter_code(a, 0);
+
+  if(archive_filter_count(a) == 2 &&
+     ((code == ARCHIVE_FILTER_ZSTD && (fmt & TAR_ZSTD)) ||
+      (code == ARCHIVE_FILTER_GZIP && (fmt & TAR_GZIP))))
+    return 0;
+  return in_fail(in, "format", "not a %s-compressed tar (%s)",
+                 fmt == TAR_ZSTD ? "zstd" : fmt == TAR_GZIP ? "gzip" :
+                 "zstd- or gzip", archive_filter_name(a, 0));
+}
+
+/*
+ * libarchive failed.  A failure the input found itself wins; otherwise
+ * read the rest so that the digest and size say whether the bytes were
+ * wrong; otherwise the stream ended early after a good header
+ * (truncated) or is not a readable archive (format).
+ */
+void tar_in_fail(struct tar_in *in, struct archive *a)
+{
+  const char *why = archive_error_string(a);
+  char text[256];
+  int ended = in->cur >= in->nparts;
+
+  if(in->code)
+    return;
+  snprintf(text, sizeof(text), "%s", why ? why : "unreadable archive");
+  if(tar_in_drain(in) < 0)
+    return;
+  if(ended && in->started)
+    in_fail(in, "truncated", "truncated archive: %s", text);
+  else
+    in_fail(in, "format", "%s", text);
+}
+
+void tar_in_free(struct tar_in *in)
+{
+  if(in->fd >= 0)
+    close(in->fd);
+  in->fd = -1;
+  free(in->buf);
+  in->buf = NULL;
+  EVP_MD_CTX_free(in->whole);
+  EVP_MD_CTX_free(in->part);
+  in->whole = in->part = NULL;
+}
+
+/* The type name of an entry, as fs.lstat names types. */
+static const char *entry_type(struct archive_entry *e)
+{
+  if(archive_entry_hardlink(e))
+    return "hardlink";
+  switch(archive_entry_filetype(e)) {
+  case AE_IFDIR: return "dir";
+  case AE_IFLNK: return "link";
+  case AE_IFIFO: return "fifo";
+  case AE_IFCHR: return "chr";
+  case AE_IFBLK: return "blk";
+  case AE_IFSOCK: return "sock";
+  default: return "file";
+  }
+}
+
+/* Push the list table of one entry. */
+static void push_entry(lua_State *L, struct archive_entry *e)
+{
+  const char *target = archive_entry_hardlink(e);
+
+  if(!target)
+    target = archive_entry_symlink(e);
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, archive_entry_pathname(e));
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, entry_type(e));
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, archive_entry_size(e));
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, archive_entry_perm(e) & 07777);
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, archive_entry_uid(e));
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, archive_entry_gid(e));
+  lua_setfield(L, -2, "gid");
+  lua_pushinteger(L, (lua_Integer)archive_entry_mtime(e) * 1000000000 +
+                  archive_entry_mtime_nsec(e));
+  lua_setfield(L, -2, "mtime");
+  if(target) {
+    lua_pushstring(L, target);
+    lua_setfield(L, -2, "target");
+  }
+}
+
+/*
+ * tar.list(opts): an array of {name, type, size, mode, uid, gid, mtime,
+ * target} for the archive in opts.source (same input options as
+ * tar.extract), or nil, err, code.  Nothing is written to disk.
+ */
+static int tar_list(lua_State *L)
+{
+  static const char *const known[] = {
+    "source", "format", "sha256", "size", "parts", "progress", NULL
+  };
+  struct archive_entry *e;
+  struct archive *a;
+  struct tar_in in;
+  enum tar_format fmt;
+  int r, first = 1;
+  lua_Integer n = 0;
+
+  tar_check_options(L, 1, known);
+  fmt = tar_in_parse(L, 1, &in, "tar.list");
+  lua_newtable(L);
+  if(tar_in_open(&in, fmt, &a) == 0) {
+    for(;;) {
+      r = archive_read_next_header(a, &e);
+      if(first && r >= ARCHIVE_WARN && tar_in_check_filter(&in, a, fmt))
+        break;
+      first = 0;
+      in.started = r >= ARCHIVE_WARN;
+      if(r == ARCHIVE_EOF) {
+        tar_in_drain(&in);
+        break;
+      }
+      if(r < ARCHIVE_WARN) {
+        tar_in_fail(&in, a);
+        break;
+      }
+      push_entry(L, e);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  if(a)
+    archive_read_free(a);
+  tar_in_free(&in);
+  if(in.code)
+    return clayer_fail(L, in.code, "%s", in.msg);
+  return 1;
+}
 
 static const luaL_Reg tar_funcs[] = {
   {"create", clayer_tar_create},
+  {"extract", clayer_tar_extract},
+  {"recover", clayer_tar_recover},
+  {"list", tar_list},
   {NULL, NULL}
 };
 

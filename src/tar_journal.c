@@ -1,0 +1,1203 @@
+/*
+ * tar_journal.c: the rollback journal of tar.extract (DESIGN §3), and
+ * the path helpers and string set the extractor shares with it.
+ *
+ * The journal is a folder J holding the entries an extraction moved out
+ * of the way, and J/log, one record per line, written before each
+ * action:
+ *
+ *   root <R>                       first line, absolute
+ *   jmade <path>                   an ancestor of J made for it
+ *   jtime <path> <atime> <mtime>   J's nearest older ancestor's times
+ *   created <rel>                  about to create rel
+ *   moved <rel> <saved>            about to rename rel to saved
+ *   meta <rel> <mode> <uid> <gid> <atime> <mtime>
+ *                                  about to change an old folder
+ *
+ * rel is relative to R ("." for R); saved is absolute when in J, else
+ * relative to R (a `.clayer-journal.<pid>` folder beside the target,
+ * when J is on another filesystem).  Paths are percent-escaped.  A
+ * rollback replays the log backwards, then removes J.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/openat2.h>
+
+#include "tar_internal.h"
+
+#define DEFAULT_JOURNAL "var/lib/clayer/journal"
+
+int tar_openat2(int dirfd, const char *path, int flags)
+{
+  struct open_how how;
+  long fd;
+
+  memset(&how, 0, sizeof(how));
+  how.flags = (unsigned long long)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  if(!*path)
+    path = ".";
+  do
+    fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+  while(fd < 0 && errno == EAGAIN);
+  return (int)fd;
+}
+
+int tar_rmtree_at(int dfd, const char *name)
+{
+  struct dirent *de;
+  struct stat st;
+  int fd, err = 0;
+  DIR *d;
+
+  if(fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+    return errno == ENOENT ? 0 : -1;
+  if(!S_ISDIR(st.st_mode))
+    return unlinkat(dfd, name, 0) && errno != ENOENT ? -1 : 0;
+  if((st.st_mode & 0700) != 0700)
+    fchmodat(dfd, name, (st.st_mode & 07777) | 0700, 0);
+  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if(fd < 0)
+    return -1;
+  d = fdopendir(fd);
+  if(!d) {
+    close(fd);
+    return -1;
+  }
+  while((de = readdir(d))) {
+    if(!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    if(tar_rmtree_at(fd, de->d_name) && !err)
+      err = errno;
+  }
+  closedir(d);
+  if(err) {
+    errno = err;
+    return -1;
+  }
+  return unlinkat(dfd, name, AT_REMOVEDIR) && errno != ENOENT ? -1 : 0;
+}
+
+/* FNV-1a. */
+static size_t hash_str(const char *s)
+{
+  size_t h = 14695981039346656037ULL;
+
+  while(*s)
+    h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+  return h;
+}
+
+static int set_grow(struct tar_set *s)
+{
+  size_t i, cap = s->cap ? s->cap * 2 : 1024;
+  struct tar_item *items = calloc(cap, sizeof(*items));
+
+  if(!items)
+    return -1;
+  for(i = 0; i < s->cap; i++) {
+    size_t k;
+
+    if(!s->items[i].key)
+      continue;
+    k = hash_str(s->items[i].key) & (cap - 1);
+    while(items[k].key)
+      k = (k + 1) & (cap - 1);
+    items[k] = s->items[i];
+  }
+  free(s->items);
+  s->items = items;
+  s->cap = cap;
+  return 0;
+}
+
+struct tar_item *tar_set_get(struct tar_set *s, const char *key, int add)
+{
+  size_t k;
+
+  if(s->cap) {
+    k = hash_str(key) & (s->cap - 1);
+    while(s->items[k].key) {
+      if(!strcmp(s->items[k].key, key))
+        return &s->items[k];
+      k = (k + 1) & (s->cap - 1);
+    }
+  }
+  if(!add)
+    return NULL;
+  if((s->n + 1) * 2 > s->cap && set_grow(s))
+    return NULL;
+  k = hash_str(key) & (s->cap - 1);
+  while(s->items[k].key)
+    k = (k + 1) & (s->cap - 1);
+  s->items[k].key = strdup(key);
+  if(!s->items[k].key)
+    return NULL;
+  s->n++;
+  return &s->items[k];
+}
+
+void tar_set_free(struct tar_set *s)
+{
+  size_t i;
+
+  for(i = 0; i < s->cap; i++)
+    free(s->items[i].key);
+  free(s->items);
+  memset(s, 0, sizeof(*s));
+}
+
+/* Make room for n more bytes in the record buffer at *len. */
+static int line_room(struct tar_journal *j, size_t len, size_t n)
+{
+  char *p;
+
+  if(len + n + 1 <= j->linecap)
+    return 0;
+  p = realloc(j->line, (len + n + 1) * 2);
+  if(!p)
+    return -1;
+  j->line = p;
+  j->linecap = (len + n + 1) * 2;
+  return 0;
+}
+
+/* Append " <escaped s>" to the record. */
+static int line_path(struct tar_journal *j, size_t *len, const char *s)
+{
+  static const char hex[] = "0123456789ABCDEF";
+
+  if(line_room(j, *len, 3 * strlen(s) + 2))
+    return -1;
+  j->line[(*len)++] = ' ';
+  if(!*s)
+    j->line[(*len)++] = '.';
+  for(; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+
+    if(c <= 0x20 || c == '%' || c == 0x7f) {
+      j->line[(*len)++] = '%';
+      j->line[(*len)++] = hex[c >> 4];
+      j->line[(*len)++] = hex[c & 15];
+    }
+    else
+      j->line[(*len)++] = (char)c;
+  }
+  return 0;
+}
+
+/* Append formatted text to the record. */
+static int line_text(struct tar_journal *j, size_t *len, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
+static int line_text(struct tar_journal *j, size_t *len, const char *fmt,
+                     ...)
+{
+  va_list ap;
+  int n;
+
+  if(line_room(j, *len, 128))
+    return -1;
+  va_start(ap, fmt);
+  n = vsnprintf(j->line + *len, 128, fmt, ap);
+  va_end(ap);
+  if(n < 0 || n >= 128)
+    return -1;
+  *len += (size_t)n;
+  return 0;
+}
+
+/* Write the record with its newline. */
+static int line_write(struct tar_journal *j, size_t len)
+{
+  size_t off = 0;
+  ssize_t n;
+
+  j->line[len++] = '\n';
+  while(off < len) {
+    n = write(j->logfd, j->line + off, len - off);
+    if(n < 0 && errno == EINTR)
+      continue;
+    if(n < 0)
+      return -1;
+    off += (size_t)n;
+  }
+  return 0;
+}
+
+/* Write "word path". */
+static int record1(struct tar_journal *j, const char *word, const char *p)
+{
+  size_t len = 0;
+
+  if(line_text(j, &len, "%s", word) || line_path(j, &len, p))
+    return -1;
+  return line_write(j, len);
+}
+
+int tj_created(struct tar_journal *j, const char *rel)
+{
+  return record1(j, "created", rel);
+}
+
+static long long ns(const struct timespec *t)
+{
+  return (long long)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+int tj_meta(struct tar_journal *j, const char *rel, const struct stat *st)
+{
+  size_t len = 0;
+
+  if(line_text(j, &len, "meta") || line_path(j, &len, rel) ||
+     line_text(j, &len, " %o %u %u %lld %lld", st->st_mode & 07777,
+               (unsigned)st->st_uid, (unsigned)st->st_gid, ns(&st->st_atim),
+               ns(&st->st_mtim)))
+    return -1;
+  return line_write(j, len);
+}
+
+/* Join a parent and a name into a new string. */
+static char *join(const char *parent, const char *name)
+{
+  size_t a = strlen(parent), b = strlen(name);
+  char *p = malloc(a + b + 2);
+
+  if(!p)
+    return NULL;
+  memcpy(p, parent, a);
+  if(a && parent[a - 1] != '/')
+    p[a++] = '/';
+  memcpy(p + a, name, b + 1);
+  return p;
+}
+
+/* Copy what is left of in to out with read and write; bytes copied. */
+static ssize_t copy_plain(int in, int out)
+{
+  char buf[65536];
+  ssize_t total = 0, n;
+
+  while((n = read(in, buf, sizeof(buf))) > 0) {
+    char *p = buf;
+
+    while(n > 0) {
+      ssize_t w = write(out, p, (size_t)n);
+
+      if(w < 0)
+        return -1;
+      p += w;
+      n -= w;
+      total += w;
+    }
+  }
+  return n < 0 ? -1 : total;
+}
+
+/*
+ * Copy the tree `name` in sfd to `dname` in dfd: folders, files, links,
+ * with modes, owners and times (hardlinks inside become copies).  For
+ * overlayfs, which refuses to rename a folder of a lower layer (EXDEV)
+ * unless mounted with redirect_dir.  Returns 0 or -1 with errno set.
+ */
+static int copy_tree_at(int sfd, const char *name, int dfd,
+                        const char *dname)
+{
+  struct timespec times[2];
+  struct stat st;
+  int r = -1, save;
+
+  if(fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW))
+    return -1;
+  times[0] = st.st_atim;
+  times[1] = st.st_mtim;
+  if(S_ISDIR(st.st_mode)) {
+    int in, out;
+    DIR *d;
+    struct dirent *de;
+
+    if(mkdirat(dfd, dname, 0700))
+      return -1;
+    in = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                O_CLOEXEC);
+    out = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                 O_CLOEXEC);
+    d = in >= 0 ? fdopendir(in) : NULL;
+    if(!d || out < 0) {
+      save = errno;
+      if(d)
+        closedir(d);
+      else if(in >= 0)
+        close(in);
+      if(out >= 0)
+        close(out);
+      errno = save;
+      return -1;
+    }
+    r = 0;
+    while(r == 0 && (de = readdir(d)) != NULL) {
+      if(strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+        r = copy_tree_at(dirfd(d), de->d_name, out, de->d_name);
+    }
+    save = errno;
+    if(r == 0 && (fchown(out, st.st_uid, st.st_gid) && errno != EPERM))
+      r = -1;
+    if(r == 0 && (fchmod(out, st.st_mode & 07777) ||
+                  futimens(out, times)))
+      r = -1;
+    if(r)
+      save = errno;
+    closedir(d);
+    close(out);
+    errno = save;
+    return r;
+  }
+  if(S_ISLNK(st.st_mode)) {
+    char target[PATH_MAX + 1];
+    ssize_t n = readlinkat(sfd, name, target, PATH_MAX);
+
+    if(n < 0)
+      return -1;
+    target[n] = '\0';
+    if(symlinkat(target, dfd, dname))
+      return -1;
+    fchownat(dfd, dname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+    return utimensat(dfd, dname, times, AT_SYMLINK_NOFOLLOW);
+  }
+  if(S_ISREG(st.st_mode)) {
+    int in, out;
+    off_t left = st.st_size;
+
+    in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if(in < 0)
+      return -1;
+    out = openat(dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                 O_CLOEXEC, 0600);
+    if(out < 0) {
+      save = errno;
+      close(in);
+      errno = save;
+      return -1;
+    }
+    r = 0;
+    while(r == 0 && left > 0) {
+      ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+
+      if(n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                   errno == EOPNOTSUPP))
+        n = copy_plain(in, out);   /* overlayfs across filesystems */
+      if(n <= 0) {
+        if(n == 0)
+          errno = EIO;
+        r = -1;
+      }
+      else
+        left -= n;
+    }
+    if(r == 0 && fchown(out, st.st_uid, st.st_gid) && errno != EPERM)
+      r = -1;
+    if(r == 0 && (fchmod(out, st.st_mode & 07777) || futimens(out, times)))
+      r = -1;
+    save = errno;
+    close(in);
+    close(out);
+    errno = save;
+    return r;
+  }
+  /* fifos and device nodes */
+  if(mknodat(dfd, dname, st.st_mode, st.st_rdev))
+    return -1;
+  fchownat(dfd, dname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+  return utimensat(dfd, dname, times, AT_SYMLINK_NOFOLLOW);
+}
+
+/*
+ * Save a folder that cannot be renamed (overlayfs lower layer): copy it
+ * to a temporary name, rename the copy to `saved`, log the move, then
+ * remove the original.  A kill before the log line leaves a stray copy in
+ * the fallback folder (removed with it); a kill after it is undone like a
+ * rename.
+ */
+static int copy_aside(struct tar_journal *j, int pfd, const char *rel,
+                      const char *savedrel, const char *name,
+                      const char *saved)
+{
+  char tmp[128];
+  size_t len = 0;
+
+  snprintf(tmp, sizeof(tmp), "%s.copy", saved);
+  if(copy_tree_at(pfd, name, pfd, tmp) ||
+     renameat(pfd, tmp, pfd, saved)) {
+    int save = errno;
+
+    tar_rmtree_at(pfd, tmp);
+    errno = save;
+    return -1;
+  }
+  if(line_text(j, &len, "moved") || line_path(j, &len, rel) ||
+     line_path(j, &len, savedrel) || line_write(j, len))
+    return -1;
+  return tar_rmtree_at(pfd, name);
+}
+
+/* Save name (in pfd) beside itself: J is on another filesystem. */
+static int move_beside(struct tar_journal *j, int pfd, const char *prel,
+                       const char *rel, const char *name, const char *seq)
+{
+  char fb[64], saved[96];
+  char *fbrel, *savedrel, **list;
+  struct stat st;
+  size_t len = 0;
+  int r = -1;
+
+  snprintf(fb, sizeof(fb), ".clayer-journal.%ld", (long)getpid());
+  snprintf(saved, sizeof(saved), "%s/%s", fb, seq);
+  fbrel = join(prel, fb);
+  savedrel = join(prel, saved);
+  if(!fbrel || !savedrel)
+    goto out;
+  if(fstatat(pfd, fb, &st, AT_SYMLINK_NOFOLLOW)) {
+    struct stat *sts;
+
+    list = realloc(j->fallback, (j->nfallback + 1) * sizeof(*list));
+    if(list)
+      j->fallback = list;
+    sts = realloc(j->fallback_st, (j->nfallback + 1) * sizeof(*sts));
+    if(sts)
+      j->fallback_st = sts;
+    if(!list || !sts || tj_created(j, fbrel))
+      goto out;
+    if(mkdirat(pfd, fb, 0700) ||
+       fstatat(pfd, fb, &sts[j->nfallback], AT_SYMLINK_NOFOLLOW))
+      goto out;
+    list[j->nfallback++] = fbrel;
+    fbrel = NULL;
+  }
+  if(line_text(j, &len, "moved") || line_path(j, &len, rel) ||
+     line_path(j, &len, savedrel) || line_write(j, len))
+    goto out;
+  r = renameat(pfd, name, pfd, saved);
+  /* the log line of a rename that never happened is skipped on replay */
+  if(r && errno == EXDEV && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+     && S_ISDIR(st.st_mode))
+    r = copy_aside(j, pfd, rel, savedrel, name, saved);
+out:
+  free(fbrel);
+  free(savedrel);
+  return r;
+}
+
+int tj_move(struct tar_journal *j, int pfd, const char *prel,
+            const char *name)
+{
+  char seq[32], *rel, *saved = NULL;
+  size_t len = 0;
+  int r = -1;
+
+  snprintf(seq, sizeof(seq), "%08lu", ++j->seq);
+  rel = join(prel, name);
+  saved = join(j->dir, seq);
+  if(!rel || !saved)
+    goto out;
+  if(line_text(j, &len, "moved") || line_path(j, &len, rel) ||
+     line_path(j, &len, saved) || line_write(j, len))
+    goto out;
+  r = renameat(pfd, name, j->dfd, seq);
+  if(r && errno == EXDEV)
+    r = move_beside(j, pfd, prel, rel, name, seq);
+out:
+  free(rel);
+  free(saved);
+  return r;
+}
+
+int tj_protected(struct tar_journal *j, const struct stat *parent,
+                 const char *name)
+{
+  size_t i;
+
+  if(parent->st_dev == j->dev && parent->st_ino == j->ino)
+    return 1;
+  if(!strncmp(name, ".clayer-journal.", 16))
+    return 1;
+  for(i = 0; i < j->nchain; i++)
+    if(parent->st_dev == j->chain[i].dev &&
+       parent->st_ino == j->chain[i].ino && !strcmp(name, j->chain[i].name))
+      return 1;
+  return 0;
+}
+
+int tj_is_inside_parent(struct tar_journal *j, const struct stat *parent)
+{
+  return parent->st_dev == j->dev && parent->st_ino == j->ino;
+}
+
+int tj_is_journal(struct tar_journal *j, const struct stat *st)
+{
+  size_t i;
+
+  if(st->st_dev == j->dev && st->st_ino == j->ino)
+    return 1;
+  for(i = 0; i < j->nfallback; i++)
+    if(st->st_dev == j->fallback_st[i].st_dev &&
+       st->st_ino == j->fallback_st[i].st_ino)
+      return 1;
+  return 0;
+}
+
+int tj_inside(struct tar_journal *j, int fd)
+{
+  struct stat st, prev;
+  int cur, up, depth, r = 0;
+
+  if(!j->nchain && !j->nfallback)
+    return 0;
+  cur = dup(fd);
+  memset(&prev, 0, sizeof(prev));
+  for(depth = 0; cur >= 0 && depth < 4096; depth++) {
+    if(fstat(cur, &st))
+      break;
+    if(tj_is_journal(j, &st)) {
+      r = 1;
+      break;
+    }
+    if((st.st_dev == j->root_dev && st.st_ino == j->root_ino) ||
+       (depth && st.st_dev == prev.st_dev && st.st_ino == prev.st_ino))
+      break;
+    prev = st;
+    up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    close(cur);
+    cur = up;
+  }
+  if(cur >= 0)
+    close(cur);
+  return r;
+}
+
+/* The real path of an open fd, or NULL. */
+static char *fd_path(int fd)
+{
+  char link[64], buf[PATH_MAX];
+  ssize_t n;
+
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  n = readlink(link, buf, sizeof(buf) - 1);
+  if(n <= 0)
+    return NULL;
+  buf[n] = '\0';
+  return strdup(buf);
+}
+
+/* Remember the times of folder fd: J's removal will change them. */
+static int keep_times(struct tar_journal *j, int fd)
+{
+  struct stat st;
+
+  if(j->timed)
+    return 0;
+  if(fstat(fd, &st))
+    return -1;
+  j->timed = fd_path(fd);
+  j->times[0] = st.st_atim;
+  j->times[1] = st.st_mtim;
+  return j->timed ? 0 : -1;
+}
+
+/*
+ * Open (making it, 0700, with missing ancestors 0755) the folder path
+ * below base, resolved inside base when inroot.  Returns an O_PATH fd.
+ */
+static int make_dir(struct tar_journal *j, int base, const char *path,
+                    int inroot)
+{
+  const char *p = path, *end;
+  char *prefix = NULL, *comp = NULL;
+  int cur, fd = -1, last;
+
+  cur = openat(base, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  for(; cur >= 0 && *p; p = *end ? end + 1 : end) {
+    end = strchrnul(p, '/');
+    if(end == p)
+      continue;
+    last = !*end;
+    free(prefix);
+    free(comp);
+    prefix = strndup(path, (size_t)(end - path));
+    comp = strndup(p, (size_t)(end - p));
+    if(!prefix || !comp)
+      goto fail;
+    if(inroot)
+      fd = tar_openat2(base, prefix, O_PATH | O_DIRECTORY);
+    else
+      fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if(fd < 0 && errno == ENOENT) {
+      if(keep_times(j, cur) || mkdirat(cur, comp, last ? 0700 : 0755))
+        goto fail;
+      fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if(fd >= 0 && !last) {
+        char **m = realloc(j->made, (j->nmade + 1) * sizeof(*m));
+
+        if(!m)
+          goto fail;
+        j->made = m;
+        m[j->nmade] = fd_path(fd);
+        if(!m[j->nmade++])
+          goto fail;
+      }
+    }
+    if(fd < 0 || (last && keep_times(j, cur)))
+      goto fail;
+    close(cur);
+    cur = fd;
+    fd = -1;
+  }
+  free(prefix);
+  free(comp);
+  return cur;
+fail:
+  free(prefix);
+  free(comp);
+  if(fd >= 0)
+    close(fd);
+  if(cur >= 0)
+    close(cur);
+  return -1;
+}
+
+/* The chain of (folder, child name) pairs from R down to J. */
+static int make_chain(struct tar_journal *j)
+{
+  char *copy = strdup(j->dir), *slash;
+  struct stat st;
+
+  if(!copy)
+    return -1;
+  while((slash = strrchr(copy, '/'))) {
+    struct tar_link *c;
+
+    *slash = '\0';
+    if(stat(*copy ? copy : "/", &st))
+      break;
+    c = realloc(j->chain, (j->nchain + 1) * sizeof(*c));
+    if(!c)
+      break;
+    j->chain = c;
+    c[j->nchain].dev = st.st_dev;
+    c[j->nchain].ino = st.st_ino;
+    c[j->nchain].name = strdup(slash + 1);
+    if(!c[j->nchain++].name)
+      break;
+    if(st.st_dev == j->root_dev && st.st_ino == j->root_ino) {
+      free(copy);
+      return 0;
+    }
+  }
+  free(copy);
+  while(j->nchain)   /* J is not below R: nothing to protect */
+    free(j->chain[--j->nchain].name);
+  return 0;
+}
+
+/* Write the header records. */
+static int write_header(struct tar_journal *j, const char *root)
+{
+  size_t i, len = 0;
+
+  if(record1(j, "root", root))
+    return -1;
+  for(i = 0; i < j->nmade; i++)
+    if(record1(j, "jmade", j->made[i]))
+      return -1;
+  if(!j->timed)
+    return 0;
+  if(line_text(j, &len, "jtime") || line_path(j, &len, j->timed) ||
+     line_text(j, &len, " %lld %lld", ns(&j->times[0]), ns(&j->times[1])))
+    return -1;
+  return line_write(j, len);
+}
+
+/*
+ * Open the journal at path (NULL: R/var/lib/clayer/journal, made inside
+ * R) for root R.  Returns 0, 1 when J holds the log of an unfinished
+ * run (j->dir is set; replay it and open again), -1 with err.
+ */
+int tj_open(struct tar_journal *j, const char *root, int rootfd,
+            const char *path, char *err, size_t errlen)
+{
+  struct stat st;
+  int base = AT_FDCWD;
+
+  memset(j, 0, sizeof(*j));
+  j->dfd = j->logfd = -1;
+  j->rootfd = rootfd;
+  if(fstat(rootfd, &st))
+    goto fail;
+  j->root_dev = st.st_dev;
+  j->root_ino = st.st_ino;
+  if(!path)
+    base = rootfd;
+  else if(path[0] == '/') {
+    base = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    path++;
+  }
+  j->dfd = make_dir(j, base, path ? path : DEFAULT_JOURNAL, !path);
+  if(base >= 0 && base != rootfd)
+    close(base);
+  if(j->dfd < 0 || fstat(j->dfd, &st))
+    goto fail;
+  j->dev = st.st_dev;
+  j->ino = st.st_ino;
+  j->dir = fd_path(j->dfd);
+  if(!j->dir)
+    goto fail;
+  j->logfd = openat(j->dfd, "log", O_WRONLY | O_CREAT | O_EXCL | O_APPEND |
+                    O_CLOEXEC, 0600);
+  if(j->logfd < 0 && errno == EEXIST)
+    return 1;
+  /* held until the end: a second run must not roll back a live one */
+  if(j->logfd < 0 || flock(j->logfd, LOCK_EX | LOCK_NB) ||
+     make_chain(j) || write_header(j, root))
+    goto fail;
+  return 0;
+fail:
+  snprintf(err, errlen, "journal %s: %s", j->dir ? j->dir :
+           path ? path : DEFAULT_JOURNAL, strerror(errno));
+  return -1;
+}
+
+/* Remove J's folder at the real path dir. */
+static int remove_dir(const char *dir)
+{
+  char *copy = strdup(dir), *slash;
+  int pfd, r = -1;
+
+  if(!copy)
+    return -1;
+  slash = strrchr(copy, '/');
+  if(slash) {
+    *slash = '\0';
+    pfd = open(*copy ? copy : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if(pfd >= 0) {
+      r = tar_rmtree_at(pfd, slash + 1);
+      close(pfd);
+    }
+  }
+  free(copy);
+  return r;
+}
+
+/* Remove J and the ancestors made for it; put back the older one's times. */
+static int remove_journal(const char *dir, char **made, size_t nmade,
+                          const char *timed, const struct timespec *times)
+{
+  int r = remove_dir(dir);
+
+  while(nmade--)
+    if(made[nmade])
+      rmdir(made[nmade]);   /* kept when not empty: the archive used it */
+  if(timed)
+    utimensat(AT_FDCWD, timed, times, AT_SYMLINK_NOFOLLOW);
+  return r;
+}
+
+int tj_commit(struct tar_journal *j)
+{
+  struct stat st;
+  size_t i;
+  int r = 0;
+
+  if(j->logfd >= 0)
+    close(j->logfd);
+  j->logfd = -1;
+  if(j->timed && !stat(j->timed, &st)) {
+    j->times[0] = st.st_atim;
+    j->times[1] = st.st_mtim;
+  }
+  for(i = 0; i < j->nfallback; i++) {
+    char *copy = strdup(j->fallback[i]), *slash;
+    int pfd;
+
+    if(!copy)
+      continue;
+    slash = strrchr(copy, '/');
+    if(slash)
+      *slash = '\0';
+    pfd = tar_openat2(j->rootfd, slash ? copy : "", O_PATH | O_DIRECTORY);
+    if(pfd >= 0) {
+      r |= tar_rmtree_at(pfd, slash ? slash + 1 : copy);
+      close(pfd);
+    }
+    free(copy);
+  }
+  r |= remove_journal(j->dir, j->made, j->nmade, j->timed, j->times);
+  return r;
+}
+
+void tj_claim(struct tar_journal *j, const struct stat *dir)
+{
+  struct stat st;
+  size_t i;
+
+  for(i = 0; i < j->nmade; i++)
+    if(j->made[i] && !stat(j->made[i], &st) && st.st_dev == dir->st_dev &&
+       st.st_ino == dir->st_ino) {
+      free(j->made[i]);
+      j->made[i] = NULL;
+    }
+}
+
+int tj_rollback(struct tar_journal *j, long *n, char *err, size_t errlen)
+{
+  if(j->logfd >= 0)
+    close(j->logfd);
+  j->logfd = -1;
+  return tj_replay(j->dir, n, err, errlen);
+}
+
+void tj_close(struct tar_journal *j)
+{
+  size_t i;
+
+  if(j->logfd >= 0)
+    close(j->logfd);
+  if(j->dfd >= 0)
+    close(j->dfd);
+  for(i = 0; i < j->nchain; i++)
+    free(j->chain[i].name);
+  for(i = 0; i < j->nmade; i++)
+    free(j->made[i]);
+  for(i = 0; i < j->nfallback; i++)
+    free(j->fallback[i]);
+  free(j->chain);
+  free(j->made);
+  free(j->fallback);
+  free(j->fallback_st);
+  free(j->timed);
+  free(j->dir);
+  free(j->line);
+  memset(j, 0, sizeof(*j));
+  j->dfd = j->logfd = -1;
+}
+
+int tj_pending(const char *dir)
+{
+  char *log = join(dir, "log");
+  int r;
+
+  if(!log)
+    return 0;
+  r = access(log, F_OK) == 0;
+  free(log);
+  return r;
+}
+
+/* Replay ----------------------------------------------------------------- */
+
+/* Undo percent-escapes of the word at *p in place; advance *p past it. */
+static char *word(char **p)
+{
+  char *s = *p, *out, *w;
+
+  while(*s == ' ')
+    s++;
+  if(!*s)
+    return NULL;
+  w = out = s;
+  for(; *s && *s != ' '; s++) {
+    if(s[0] == '%' && s[1] && s[2]) {
+      char h[3] = { s[1], s[2], 0 };
+
+      *out++ = (char)strtol(h, NULL, 16);
+      s += 2;
+    }
+    else
+      *out++ = *s;
+  }
+  if(*s)
+    s++;
+  *out = '\0';
+  *p = s;
+  return w;
+}
+
+struct replay {
+  int rootfd;
+  long n;
+  char *err;
+  size_t errlen;
+};
+
+/* Keep the first error of the replay. */
+static void replay_err(struct replay *rp, const char *what, const char *p)
+{
+  if(!rp->err[0])
+    snprintf(rp->err, rp->errlen, "%s %s: %s", what, p, strerror(errno));
+}
+
+/* Open the parent of rel inside R; *name points at its last part. */
+static int parent_of(struct replay *rp, char *rel, char **name)
+{
+  char *slash = strrchr(rel, '/');
+  int fd;
+
+  if(!slash) {
+    *name = rel;
+    return tar_openat2(rp->rootfd, "", O_PATH | O_DIRECTORY);
+  }
+  *slash = '\0';
+  fd = tar_openat2(rp->rootfd, rel, O_PATH | O_DIRECTORY);
+  *slash = '/';
+  *name = slash + 1;
+  return fd;
+}
+
+static void undo_created(struct replay *rp, char *rel)
+{
+  char *name;
+  int pfd = parent_of(rp, rel, &name);
+
+  if(pfd < 0) {
+    if(errno != ENOENT)
+      replay_err(rp, "created", rel);
+    return;
+  }
+  if(!faccessat(pfd, name, F_OK, AT_SYMLINK_NOFOLLOW)) {
+    if(tar_rmtree_at(pfd, name))
+      replay_err(rp, "created", rel);
+    else
+      rp->n++;
+  }
+  close(pfd);
+}
+
+static void undo_moved(struct replay *rp, char *rel, char *saved)
+{
+  char *name, *sname;
+  int pfd, sfd;
+
+  if(saved[0] == '/') {
+    char *slash = strrchr(saved, '/');
+
+    *slash = '\0';
+    sfd = open(*saved ? saved : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    *slash = '/';
+    sname = slash + 1;
+  }
+  else
+    sfd = parent_of(rp, saved, &sname);
+  if(sfd < 0 || faccessat(sfd, sname, F_OK, AT_SYMLINK_NOFOLLOW)) {
+    if(sfd >= 0)   /* the rename never happened */
+      close(sfd);
+    return;
+  }
+  pfd = parent_of(rp, rel, &name);
+  if(pfd < 0 || tar_rmtree_at(pfd, name) ||
+     renameat(sfd, sname, pfd, name))
+    replay_err(rp, "moved", rel);
+  else
+    rp->n++;
+  if(pfd >= 0)
+    close(pfd);
+  close(sfd);
+}
+
+static void undo_meta(struct replay *rp, char *rel, char *rest)
+{
+  unsigned mode, uid, gid;
+  long long at, mt;
+  struct timespec ts[2];
+  struct stat st;
+  int fd;
+
+  if(sscanf(rest, "%o %u %u %lld %lld", &mode, &uid, &gid, &at, &mt) != 5)
+    return;
+  fd = tar_openat2(rp->rootfd, strcmp(rel, ".") ? rel : "",
+                   O_RDONLY | O_DIRECTORY);
+  if(fd < 0) {
+    replay_err(rp, "meta", rel);
+    return;
+  }
+  ts[0].tv_sec = at / 1000000000LL;
+  ts[0].tv_nsec = at % 1000000000LL;
+  ts[1].tv_sec = mt / 1000000000LL;
+  ts[1].tv_nsec = mt % 1000000000LL;
+  if(fstat(fd, &st) ||
+     ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid)) ||
+     fchmod(fd, mode) || futimens(fd, ts))
+    replay_err(rp, "meta", rel);
+  close(fd);
+}
+
+/*
+ * Read the whole log at dir/log, locked into *fd; NULL with errno when
+ * there is none, or EWOULDBLOCK when a live run holds it.
+ */
+static char *read_log(const char *dir, int *fd_out)
+{
+  char *path = join(dir, "log"), *buf = NULL, *p;
+  size_t len = 0, cap = 0;
+  ssize_t n;
+  int fd;
+
+  *fd_out = -1;
+  if(!path)
+    return NULL;
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  free(path);
+  if(fd < 0)
+    return NULL;
+  if(flock(fd, LOCK_EX | LOCK_NB)) {
+    close(fd);
+    errno = EWOULDBLOCK;
+    return NULL;
+  }
+  for(;;) {
+    if(len + 65536 + 1 > cap) {
+      cap = (len + 65536 + 1) * 2;
+      p = realloc(buf, cap);
+      if(!p)
+        break;
+      buf = p;
+    }
+    n = read(fd, buf + len, cap - len - 1);
+    if(n < 0 && errno == EINTR)
+      continue;
+    if(n <= 0)
+      break;
+    len += (size_t)n;
+  }
+  *fd_out = fd;
+  if(buf) {
+    while(len && buf[len - 1] != '\n')   /* an unfinished record: undone */
+      len--;
+    buf[len] = '\0';
+  }
+  return buf;
+}
+
+/* Split buf into lines in place; return how many. */
+static size_t split_lines(char *buf, char ***out)
+{
+  size_t n = 0, cap = 0;
+  char **lines = NULL, *p = buf, *nl;
+
+  while(*p) {
+    nl = strchr(p, '\n');
+    if(!nl)
+      break;
+    *nl = '\0';
+    if(n == cap) {
+      char **l = realloc(lines, (cap = cap ? cap * 2 : 256) * sizeof(*l));
+
+      if(!l)
+        break;
+      lines = l;
+    }
+    lines[n++] = p;
+    p = nl + 1;
+  }
+  *out = lines;
+  return n;
+}
+
+int tj_replay(const char *dir, long *n, char *err, size_t errlen)
+{
+  struct replay rp = { -1, 0, err, errlen };
+  char *buf, **lines = NULL, **made = NULL, *timed = NULL, *root, *p;
+  struct timespec times[2];
+  size_t i, count, nmade = 0;
+  int lockfd, r;
+
+  err[0] = '\0';
+  *n = 0;
+  buf = read_log(dir, &lockfd);
+  if(!buf) {
+    if(lockfd >= 0)
+      close(lockfd);
+    if(errno == EWOULDBLOCK) {
+      snprintf(err, errlen, "journal %s: in use by a running extraction",
+               dir);
+      return -2;
+    }
+    if(errno != ENOENT) {
+      snprintf(err, errlen, "journal %s: %s", dir, strerror(errno));
+      return -1;
+    }
+    return remove_dir(dir) && errno != ENOENT ? -1 : 0;
+  }
+  count = split_lines(buf, &lines);
+  if(!count) {   /* killed before its first record: nothing was done */
+    free(lines);
+    free(buf);
+    close(lockfd);
+    return remove_dir(dir) && errno != ENOENT ? -1 : 0;
+  }
+  p = lines[0];
+  root = word(&p);
+  if(!root || strcmp(root, "root") || !(root = word(&p)) ||
+     (rp.rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    snprintf(err, errlen, "journal %s: no usable root record", dir);
+    free(lines);
+    free(buf);
+    close(lockfd);
+    return -1;
+  }
+  made = calloc(count, sizeof(*made));
+  for(i = count; made && i-- > 1;) {
+    char *kind, *a, *b;
+
+    p = lines[i];
+    kind = word(&p);
+    a = kind ? word(&p) : NULL;
+    if(!a)
+      continue;
+    if(!strcmp(kind, "created"))
+      undo_created(&rp, a);
+    else if(!strcmp(kind, "moved") && (b = word(&p)))
+      undo_moved(&rp, a, b);
+    else if(!strcmp(kind, "meta"))
+      undo_meta(&rp, a, p);
+    else if(!strcmp(kind, "jmade"))
+      made[nmade++] = a;
+    else if(!strcmp(kind, "jtime")) {
+      long long at, mt;
+
+      if(sscanf(p, "%lld %lld", &at, &mt) == 2) {
+        timed = a;
+        times[0].tv_sec = at / 1000000000LL;
+        times[0].tv_nsec = at % 1000000000LL;
+        times[1].tv_sec = mt / 1000000000LL;
+        times[1].tv_nsec = mt % 1000000000LL;
+      }
+    }
+  }
+  close(rp.rootfd);
+  *n = rp.n;
+  if(!made)
+    snprintf(err, errlen, "journal %s: out of memory", dir);
+  if(!err[0]) {
+    /* made[] holds the ancestors deepest first: reverse for removal */
+    for(i = 0; i < nmade / 2; i++) {
+      char *t = made[i];
+
+      made[i] = made[nmade - 1 - i];
+      made[nmade - 1 - i] = t;
+    }
+    if(remove_journal(dir, made, nmade, timed, times))
+      snprintf(err, errlen, "journal %s: %s", dir, strerror(errno));
+  }
+  r = err[0] ? -1 : 0;
+  close(lockfd);
+  free(made);
+  free(lines);
+  free(buf);
+  return r;
+}
