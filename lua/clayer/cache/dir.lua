@@ -1,0 +1,136 @@
+--- The dir: backend: PATH/<tag>/{layer.json, layer.tar.zst[.NNN]}.
+-- An entry is published by renaming a finished temporary folder, so a
+-- reader never sees half an entry; a tag already published wins.
+local fs = require "clayer.fs"
+local json = require "clayer.json"
+local proc = require "clayer.proc"
+
+local Dir = {}
+Dir.__index = Dir
+
+local M = {}
+
+function M.new(path, opts)
+   if path == "" then return nil, "dir: cache needs a path: dir:PATH" end
+   if path:sub(1, 1) ~= "/" then
+      local pwd = os.getenv("PWD") or "."
+      path = pwd .. "/" .. path
+   end
+   path = path:gsub("/+$", "")
+   return setmetatable({ path = path, uri = "dir:" .. path,
+      opts = opts }, Dir)
+end
+
+local function valid_tag(tag)
+   return type(tag) == "string" and tag:match("^[%w][%w._+-]*$") ~= nil
+end
+
+--- Look up a tag.
+-- @return meta (layer.json, or a stand-in for the original tool's
+-- layer.tar.gz), nil on a miss, or nil, err when the cache is unusable
+function Dir:find(tag)
+   if not valid_tag(tag) then return nil, "invalid tag: " .. tostring(tag) end
+   local dir = self.path .. "/" .. tag
+   local st = fs.stat(self.path)
+   if not st then return nil end
+   local text = fs.read(dir .. "/layer.json")
+   if text then
+      local meta, err = json.decode(text)
+      if type(meta) ~= "table" then
+         return nil, dir .. "/layer.json: " .. tostring(err)
+      end
+      meta.created_at = meta.created_at or fs.stat(dir).mtime
+      return meta
+   end
+   local gz = fs.stat(dir .. "/layer.tar.gz")
+   if gz then
+      return { format = "legacy", tag = tag, legacy = true,
+         parts = { { name = "layer.tar.gz", size = gz.size } },
+         created_at = gz.mtime }
+   end
+   return nil
+end
+
+--- The byte sources of an entry's archive, in order.
+function Dir:sources(tag, meta)
+   local out = {}
+   for i, p in ipairs(meta.parts or {}) do
+      if not p.name or p.name:find("/", 1, true) then
+         return nil, "layer.json: bad part name"
+      end
+      local file = self.path .. "/" .. tag .. "/" .. p.name
+      if not fs.exists(file) then
+         return nil, ("%s: part %d is missing"):format(file, i)
+      end
+      out[i] = file
+   end
+   return out
+end
+
+--- Publish the files of folder `src` (layer.json and the archive parts)
+-- as `tag`.  The files are moved when they can be.
+-- @return "published" or "exists", or nil, err
+function Dir:publish(tag, src, meta)
+   if not valid_tag(tag) then return nil, "invalid tag: " .. tostring(tag) end
+   local ok, err = fs.mkdirp(self.path, 493)
+   if not ok then return nil, err end
+   local final = self.path .. "/" .. tag
+   if fs.exists(final) then return "exists" end
+   local tmp = ("%s/.tmp-%s-%d"):format(self.path, tag, proc.getpid())
+   fs.rmtree(tmp)
+   ok, err = fs.mkdirp(tmp, 493)
+   if not ok then return nil, err end
+   local names = { "layer.json" }
+   for _, p in ipairs(meta.parts) do names[#names + 1] = p.name end
+   for _, name in ipairs(names) do
+      local from, to = src .. "/" .. name, tmp .. "/" .. name
+      if not fs.rename(from, to) then
+         ok, err = fs.copy(from, to, 420)
+         if not ok then
+            fs.rmtree(tmp)
+            return nil, err
+         end
+      end
+   end
+   ok, err = fs.rename(tmp, final)
+   if not ok then
+      fs.rmtree(tmp)
+      if fs.exists(final) then return "exists" end
+      return nil, err
+   end
+   return "published"
+end
+
+--- The entries whose tag starts with `prefix`: {tag, created_at (ns),
+-- size}, newest first.
+function Dir:list(prefix)
+   prefix = prefix or ""
+   local names = fs.dir(self.path)
+   local out = {}
+   for _, name in ipairs(names or {}) do
+      if name:sub(1, #prefix) == prefix and name:sub(1, 1) ~= "." then
+         local st = fs.stat(self.path .. "/" .. name)
+         if st and st.type == "dir" then
+            local size = 0
+            for _, f in ipairs(fs.dir(self.path .. "/" .. name) or {}) do
+               local fst = fs.stat(self.path .. "/" .. name .. "/" .. f)
+               size = size + (fst and fst.size or 0)
+            end
+            out[#out + 1] = { tag = name, created_at = st.mtime, size = size }
+         end
+      end
+   end
+   table.sort(out, function(a, b) return a.created_at > b.created_at end)
+   return out
+end
+
+function Dir:delete(tag)
+   if not valid_tag(tag) then return nil, "invalid tag: " .. tostring(tag) end
+   -- rename first, so a reader never sees a half-deleted entry
+   local dead = ("%s/.del-%s-%d"):format(self.path, tag, proc.getpid())
+   local ok, err = fs.rename(self.path .. "/" .. tag, dead)
+   if not ok then return nil, err end
+   return fs.rmtree(dead)
+end
+
+return M

@@ -1,0 +1,478 @@
+--- One layer: a Containerfile, its key and tag, and the ways to get it
+-- onto this machine: restore from a cache, build and publish, or both.
+local build = require "clayer.build"
+local cache = require "clayer.cache"
+local cf = require "clayer.containerfile"
+local fs = require "clayer.fs"
+local json = require "clayer.json"
+local log = require "clayer.log"
+local policy_mod = require "clayer.policy"
+local proc = require "clayer.proc"
+local retention = require "clayer.retention"
+local snapshot = require "clayer.snapshot"
+local state = require "clayer.state"
+local tar = require "clayer.tar"
+
+local M = {}
+
+local Layer = {}
+Layer.__index = Layer
+
+M.VERSION = require("clayer.embedded").version
+
+--- The default layer name of a Containerfile path (DESIGN §5):
+-- Containerfile -> base, Containerfile.X -> x, otherwise the file's stem.
+function M.default_name(path)
+   local base = path:match("([^/]+)$") or path
+   local name
+   if base == "Containerfile" then
+      name = "base"
+   elseif base:match("^Containerfile%.(.+)$") then
+      name = base:match("^Containerfile%.(.+)$")
+   else
+      name = base:gsub("%.[^.]*$", "")
+   end
+   return M.clean_name(name)
+end
+
+--- Lower-case, characters outside [a-z0-9_-] become '-', no leading or
+-- trailing '-'.
+function M.clean_name(name)
+   name = name:lower():gsub("[^a-z0-9_-]", "-")
+   return (name:gsub("^%-+", ""):gsub("%-+$", ""))
+end
+
+local function abspath(p)
+   if p:sub(1, 1) == "/" then return p end
+   local pwd = os.getenv("PWD")
+   if not pwd or pwd == "" then
+      local r = proc.run({ "pwd" }, { capture = true })
+      pwd = r and r.output and r.output:gsub("%s+$", "") or "."
+   end
+   return build.join(pwd, p)
+end
+
+--- Make a layer.
+-- @param o file (required), name, cache (URI), salt, build_args (table),
+--   root (a prefix; default "/"), policy (a loaded policy table),
+--   policy_file, no_build, no_push
+-- @return layer, or nil, err, "usage"|"parse"
+function M.new(o)
+   assert(type(o) == "table" and type(o.file) == "string",
+      "layer{file = PATH, ...} expected")
+   local self = setmetatable({}, Layer)
+   self.file = abspath(o.file)
+   self.dir = self.file:match("^(.*)/[^/]*$")
+   if self.dir == "" then self.dir = "/" end
+   self.display = o.file
+   if o.name ~= nil and not tostring(o.name):match("^[%w_.-]+$") then
+      return nil, ("invalid layer name '%s': use letters, digits, '_', "
+         .. "'-' and '.'"):format(tostring(o.name)), "usage"
+   end
+   self.name = o.name
+   self.salt = o.salt
+   self.build_args = o.build_args or {}
+   local root = o.root or "/"
+   self.root = root == "/" and "" or abspath(root):gsub("/+$", "")
+   local err
+   self.policy = o.policy
+   if not self.policy then
+      self.policy, err = policy_mod.load(o.policy_file, self.dir)
+      if not self.policy then return nil, err, "usage" end
+   end
+   self.cache_uri = o.cache or os.getenv("CLAYER_CACHE")
+   if self.cache_uri == "" then self.cache_uri = nil end
+   self.cache_uri = self.cache_uri or self.policy.cache or cache.default_uri()
+   self.cache_opts = o.cache_opts or {}
+   self.no_build, self.no_push = o.no_build, o.no_push
+   self.state_dir = o.state_dir or state.dir(self.root)
+
+   local text, rerr = cf.read(self.file)
+   if not text then return nil, rerr, "usage" end
+   self.text = text
+   local doc, perr = cf.parse(text, self.display,
+      { unknown = self.policy.unknown_instruction })
+   if not doc then return nil, perr, "parse" end
+   self.doc = doc
+   for _, w in ipairs(doc.warnings or {}) do log.warn(w) end
+   local plan, plerr = build.plan(doc, self:context())
+   if not plan then return nil, plerr, "parse" end
+   self.plan = plan
+   return self
+end
+
+function Layer:context()
+   return { file = self.display, dir = self.dir, root = self.root,
+      build_args = self.build_args, policy = self.policy,
+      escape = self.doc and self.doc.escape,
+      token = self.cache_opts.token, token_file = self.cache_opts.token_file,
+      cacert = self.cache_opts.cacert }
+end
+
+--- The key and its parts.
+-- @return key (16 hex), full digest (64 hex), extras string
+function Layer:key()
+   if not self._key then
+      local inputs = {}
+      if self.salt and self.salt ~= "" then inputs.salt = self.salt end
+      if next(self.plan.args) then inputs.args = self.plan.args end
+      if next(self.plan.copies) then inputs.copies = self.plan.copies end
+      if self.chain and next(self.chain) then inputs.chains = self.chain end
+      inputs = self.policy.key_extras(inputs) or inputs
+      local extras = cf.extras(inputs)
+      local key, full = cf.key(self.text, extras)
+      if not key then
+         error(self.display .. ": " .. tostring(full), 0)
+      end
+      self._key, self._full, self._extras = key, full, extras
+   end
+   return self._key, self._full, self._extras
+end
+
+--- The cache tag: layer-<key>, or layer-<name>-<key>.
+function Layer:tag()
+   local key = self:key()
+   if self.name then return ("layer-%s-%s"):format(self.name, key) end
+   return "layer-" .. key
+end
+
+local function now_rfc3339()
+   return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+--- This machine's platform, read below the root.
+function Layer:platform()
+   local u = proc.uname()
+   local text = fs.read(self.root .. "/etc/os-release")
+      or fs.read(self.root .. "/usr/lib/os-release") or ""
+   local function field(k)
+      local v = text:match("\n" .. k .. "=([^\n]*)")
+         or text:match("^" .. k .. "=([^\n]*)")
+      return v and (v:gsub('^"(.*)"$', "%1")) or ""
+   end
+   return { arch = u.machine, os_id = field("ID"),
+      os_version = field("VERSION_ID") }
+end
+
+local function new_report(self, action)
+   return { name = self.name, tag = self:tag(), key = (self:key()),
+      file = self.display, action = action, bytes = 0, files = 0,
+      timings = {} }
+end
+
+local function timed(report, phase, f, ...)
+   local t0 = proc.clock()
+   local a, b, c = f(...)
+   report.timings[phase] = (report.timings[phase] or 0) + proc.clock() - t0
+   return a, b, c
+end
+
+-- Put back a root that a killed restore left half-written.
+local function recover(self)
+   local journal = self.state_dir .. "/journal"
+   if not fs.exists(journal) then return true end
+   local ok, n = tar.recover(journal)
+   if not ok then return nil, "rolling back an interrupted restore: " .. n end
+   log.warn(("an interrupted restore was rolled back (%d paths put back)")
+      :format(n))
+   return true
+end
+
+--- Hold the state lock for the duration of f.
+function Layer:locked(f)
+   if self._lock then return f() end
+   local lock, err = state.lock(self.state_dir)
+   if not lock then return nil, "state lock: " .. tostring(err), "failed" end
+   self._lock = lock
+   local ok, a, b, c = pcall(function()
+      local rok, rerr = recover(self)
+      if not rok then return nil, rerr, "failed" end
+      return f()
+   end)
+   self._lock = nil
+   lock:close()
+   if not ok then error(a, 0) end
+   return a, b, c
+end
+
+function Layer:open_cache()
+   if not self._cache then
+      local o = { policy = self.policy }
+      for k, v in pairs(self.cache_opts) do o[k] = v end
+      local c, err = cache.open(self.cache_uri, o)
+      if not c then return nil, err end
+      self._cache = c
+   end
+   return self._cache
+end
+
+local function record(self, report, meta, env)
+   local st = state.load(self.state_dir)
+   local pairs_ = {}
+   if env then
+      pairs_ = env
+   elseif meta and type(meta.env) == "table" then
+      for k, v in pairs(meta.env) do pairs_[#pairs_ + 1] = { k, v } end
+      table.sort(pairs_, function(a, b) return a[1] < b[1] end)
+   end
+   state.record(st, {
+      name = self.name or json.null, tag = report.tag, key = report.key,
+      file = self.file, archive_sha256 = meta and meta.archive_sha256
+         or json.null,
+      time = now_rfc3339(), files = report.files, env = pairs_,
+      workdir = meta and meta.workdir or json.null,
+   })
+   return state.save(self.state_dir, st)
+end
+
+--- Whether this layer's tag is already applied here.
+function Layer:applied()
+   local st = state.load(self.state_dir)
+   return state.find(st, self:tag()) ~= nil
+end
+
+-- Restore from the cache, without building.
+-- @return report, or nil, err, code ("miss", "cache", "corrupt", "failed")
+function Layer:_restore(report, force)
+   if not force and self:applied() then
+      report.action = "skipped"
+      log.info("%s: already applied", report.tag)
+      return report
+   end
+   local c, err = self:open_cache()
+   if not c then return nil, err, "cache" end
+   local meta
+   meta, err = timed(report, "resolve", c.find, c, report.tag)
+   if not meta then
+      if err then return nil, err, "cache" end
+      return nil, report.tag .. ": not in " .. c.uri, "miss"
+   end
+   if not meta.legacy then
+      local here = self:platform()
+      local p = meta.platform or {}
+      if (p.arch and p.arch ~= here.arch)
+         or (p.os_id and p.os_id ~= here.os_id) then
+         log.warn(("%s was built on %s/%s; this machine is %s/%s: "
+            .. "treating it as a miss"):format(report.tag, tostring(p.os_id),
+            tostring(p.arch), here.os_id, here.arch))
+         return nil, report.tag .. ": built for another platform", "miss"
+      end
+   end
+   local sources
+   sources, err = c:sources(report.tag, meta)
+   if not sources then return nil, err, "corrupt" end
+   log.info("restoring %s from %s", report.tag, c.uri)
+   local parts = {}
+   for i, p in ipairs(meta.parts or {}) do
+      parts[i] = { sha256 = p.sha256, size = p.size }
+   end
+   local fs_root = self.root == "" and "/" or self.root
+   fs.mkdirp(self.state_dir, 493)
+   local res, xerr, code = timed(report, "download", tar.extract, {
+      root = fs_root, source = sources,
+      format = meta.legacy and "gzip" or "zstd",
+      sha256 = meta.archive_sha256, size = meta.archive_size,
+      parts = not meta.legacy and parts or nil,
+      journal = self.state_dir .. "/journal",
+      allow_special = self.policy.allow_special,
+   })
+   report.timings.extract = report.timings.download
+   if not res then
+      return nil, ("%s: %s"):format(report.tag, xerr),
+         (code == "interrupted" or code == "space") and "failed" or "corrupt"
+   end
+   for _, w in ipairs(res.warnings or {}) do log.warn(w) end
+   report.action = "hit"
+   report.bytes, report.files = res.bytes, res.files
+   local env = nil
+   if meta.legacy then env = self.plan.env end
+   local ok, serr = record(self, report, meta, env)
+   if not ok then return nil, "saving state: " .. serr, "failed" end
+   return report
+end
+
+-- Run the Containerfile and snapshot what it changed.
+-- @return changes, build result, or nil, err, code
+function Layer:_run(report)
+   local exclude = {}
+   local c = self:open_cache()
+   if c and c.path and self.root == "" then exclude[#exclude + 1] = c.path end
+   if self.root == "" then
+      local sd = self.state_dir
+      if sd:sub(1, 1) == "/" then exclude[#exclude + 1] = sd end
+   end
+   log.info("building %s (%s)", self.display, report.tag)
+   local snap, err = timed(report, "scan", snapshot.begin, {
+      root = self.root, policy = self.policy, extra = self.plan.snapshot,
+      all = self.plan.all, exclude_extra = exclude })
+   if not snap then return nil, err, "failed" end
+   local res
+   res, err = timed(report, "build", build.run, self.doc, self:context())
+   if not res then return nil, err, "failed" end
+   local changes
+   changes, err = timed(report, "scan", snap.finish, snap)
+   if not changes then return nil, err, "failed" end
+   return changes, res
+end
+
+-- Archive the change set and publish it.  A failed publish is a warning:
+-- the built system stays, and nothing is recorded as cached.
+function Layer:_publish(report, changes, res)
+   local tmp = fs.mkdtemp("/var/tmp/clayer-build-")
+   if not tmp then
+      fs.mkdirp("/var/tmp", 1023)
+      tmp = fs.mkdtemp("/var/tmp/clayer-build-")
+   end
+   if not tmp then
+      log.warn("cannot make a temporary folder in /var/tmp; not published")
+      return false
+   end
+   local c0 = self:open_cache()
+   local ok, err = (function()
+      local threads = self.policy.zstd_threads
+      local ar, aerr = timed(report, "compress", tar.create, {
+         output = tmp .. "/layer.tar.zst", root = self.root,
+         entries = changes.entries, level = self.policy.zstd_level,
+         threads = threads and threads > 0 and threads or nil,
+         part_size = self.policy.part_size or (c0 and c0.part_size),
+         allow_special = self.policy.allow_special,
+      })
+      if not ar then return nil, "archiving the layer: " .. aerr end
+      report.bytes, report.files = ar.bytes, ar.files
+      report.archive_size = ar.size
+      local key, full, extras = self:key()
+      local env = {}
+      for _, kv in ipairs(res.env) do env[kv[1]] = kv[2] end
+      local meta = {
+         format = "clayer-layer/1", name = self.name or json.null,
+         key = key, tag = report.tag, key_sha256 = full, extras = extras,
+         created = now_rfc3339(), clayer_version = M.VERSION,
+         platform = self:platform(), archive_sha256 = ar.sha256,
+         archive_size = ar.size, parts = json.array(ar.parts),
+         files = ar.files, bytes = ar.bytes, env = env,
+         workdir = res.workdir,
+      }
+      local wok, werr = fs.write_atomic(tmp .. "/layer.json",
+         json.encode(meta, { pretty = true }) .. "\n", 420)
+      if not wok then return nil, werr end
+      local c, cerr = self:open_cache()
+      if not c then return nil, cerr end
+      local status, perr = timed(report, "upload", c.publish, c, report.tag,
+         tmp, meta)
+      if not status then return nil, perr end
+      if status == "exists" then
+         log.info("%s is already in %s; the published entry wins",
+            report.tag, c.uri)
+      else
+         log.info("published %s to %s (%s)", report.tag, c.uri,
+            log.size(ar.size))
+      end
+      report.published = true
+      if status == "published" then self:_retain(c) end
+      return true
+   end)()
+   fs.rmtree(tmp)
+   if not ok then
+      log.warn("the layer was built but not saved to the cache: " .. err)
+      report.published = false
+   end
+   return ok
+end
+
+-- Apply the retention policy after a publish; a failure is a warning.
+function Layer:_retain(c)
+   local protect = { [self:tag()] = true }
+   for _, l in ipairs(state.load(self.state_dir).layers) do
+      protect[l.tag] = true
+   end
+   local ok, res, err = pcall(retention.prune, c, { name = self.name,
+      unnamed = self.name == nil, protect = protect, policy = self.policy,
+      keep = self.policy.keep, min_age = self.policy.min_age })
+   if not ok or not res then
+      log.warn("retention after publish: " .. tostring(ok and err or res))
+   elseif #(res.deleted or {}) > 0 then
+      log.info("retention: deleted %s", table.concat(res.deleted, ", "))
+   end
+end
+
+-- Build, then publish unless told not to, then record the layer applied.
+function Layer:_build(report, publish)
+   local changes, res, code = self:_run(report)
+   if not changes then return nil, res, code end
+   report.action = "built"
+   report.files = #changes.entries
+   if self.want_paths then
+      report.paths = {}
+      for _, e in ipairs(changes.entries) do
+         if not e.whiteout and e.type ~= "dir" then
+            report.paths[#report.paths + 1] = e.path
+         end
+      end
+   end
+   log.info("%d added, %d modified, %d deleted",
+      changes.added + changes.typechanged, changes.modified, changes.deleted)
+   if publish then self:_publish(report, changes, res) end
+   local ok, err = record(self, report, nil, res.env)
+   if not ok then return nil, "saving state: " .. err, "failed" end
+   return report
+end
+
+--- Restore from the cache; no build on a miss.
+-- @return report, or nil, err, report (report.code says why)
+function Layer:restore()
+   local report = new_report(self, "failed")
+   local r, err, code = self:locked(function()
+      return self:_restore(report)
+   end)
+   if r then return r end
+   report.code = code
+   return nil, err, report
+end
+
+local function build_entry(self, publish)
+   local report = new_report(self, "failed")
+   local r, err, code = self:locked(function()
+      return self:_build(report, publish)
+   end)
+   if r then return r end
+   report.code = code
+   return nil, err, report
+end
+
+--- Build and publish (publishes even on a hit; a published tag wins).
+function Layer:build_and_push()
+   return build_entry(self, not self.no_push)
+end
+
+--- Build and snapshot; publish nothing.
+function Layer:build_only()
+   return build_entry(self, false)
+end
+
+--- Restore from the cache; on a miss, an unusable cache or a corrupt
+-- entry, build (unless no_build) and publish (unless no_push).  With
+-- `force`, a layer already applied is applied again (compose does this
+-- for the layers after one whose key changed).
+function Layer:restore_or_build(force)
+   local report = new_report(self, "failed")
+   local r, err, code = self:locked(function()
+      local rr, rerr, rcode = self:_restore(report, force)
+      if rr then return rr end
+      if rcode == "failed" then return nil, rerr, rcode end
+      if self.no_build then
+         return nil, rerr, rcode == "corrupt" and "failed" or "cache"
+      end
+      if rcode == "miss" then
+         log.info("%s: cache miss; building", report.tag)
+      else
+         log.warn(rerr .. "; building instead")
+      end
+      report.timings = {}
+      return self:_build(report, not self.no_push)
+   end)
+   if r then return r end
+   report.code = code
+   return nil, err, report
+end
+
+return M

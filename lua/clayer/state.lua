@@ -1,0 +1,110 @@
+--- What is applied on this machine: applied.json, env.sh and the lock.
+-- The state folder is $CLAYER_STATE_DIR, else /var/lib/clayer for root
+-- (below --root when given), else ~/.local/state/clayer.
+local fs = require "clayer.fs"
+local json = require "clayer.json"
+local proc = require "clayer.proc"
+local log = require "clayer.log"
+
+local M = {}
+
+--- The state folder for a root prefix ("" for /).
+function M.dir(root)
+   local env = os.getenv("CLAYER_STATE_DIR")
+   if env and env ~= "" then return env end
+   root = root or ""
+   if root ~= "" or proc.getuid() == 0 then
+      return root .. "/var/lib/clayer"
+   end
+   return (os.getenv("HOME") or "/tmp") .. "/.local/state/clayer"
+end
+
+--- Take the lock that serializes clayer runs on this machine.  A second
+-- run waits, and says so.
+-- @return lock handle, or nil, err
+function M.lock(dir)
+   local ok, err = fs.mkdirp(dir, 493)
+   if not ok then return nil, err end
+   local path = dir .. "/lock"
+   local lock, msg, code = fs.lock(path, false)
+   if lock then return lock end
+   if code ~= "busy" then return nil, msg end
+   log.info("waiting for another clayer run to finish (lock %s)", path)
+   return fs.lock(path, true)
+end
+
+--- Read applied.json; a missing file is an empty state.
+function M.load(dir)
+   local text = fs.read(dir .. "/applied.json")
+   if not text then return { format = "clayer-state/1", layers = {} } end
+   local st, err = json.decode(text)
+   if type(st) ~= "table" or type(st.layers) ~= "table" then
+      log.warn(("%s/applied.json is unreadable (%s); starting afresh")
+         :format(dir, err or "not a state file"))
+      return { format = "clayer-state/1", layers = {} }
+   end
+   return st
+end
+
+--- Quote a value for POSIX sh, single-quote style.
+function M.shell_quote(v)
+   return "'" .. tostring(v):gsub("'", "'\\''") .. "'"
+end
+
+--- The environment of the applied layers, later layers winning.
+-- @return table name -> value, and the names in first-set order
+function M.environment(st)
+   local env, order = {}, {}
+   for _, l in ipairs(st.layers) do
+      for _, pair in ipairs(l.env or {}) do
+         local k, v = pair[1], pair[2]
+         if env[k] == nil then order[#order + 1] = k end
+         env[k] = v
+      end
+   end
+   return env, order
+end
+
+--- `export K='V'` lines for the applied layers.
+function M.env_sh(st)
+   local env, order = M.environment(st)
+   local out = {}
+   for _, k in ipairs(order) do
+      out[#out + 1] = ("export %s=%s\n"):format(k, M.shell_quote(env[k]))
+   end
+   return table.concat(out)
+end
+
+--- Write applied.json and env.sh atomically.
+function M.save(dir, st)
+   local ok, err = fs.mkdirp(dir, 493)
+   if not ok then return nil, err end
+   for _, l in ipairs(st.layers) do json.array(l.env or {}) end
+   json.array(st.layers)
+   ok, err = fs.write_atomic(dir .. "/applied.json",
+      json.encode(st, { pretty = true }) .. "\n", 420)
+   if not ok then return nil, err end
+   return fs.write_atomic(dir .. "/env.sh", M.env_sh(st), 420)
+end
+
+--- The applied layer with this tag, and its index, or nil.
+function M.find(st, tag)
+   for i, l in ipairs(st.layers) do
+      if l.tag == tag then return l, i end
+   end
+   return nil
+end
+
+--- Record a layer as applied: it replaces an entry of the same name (or
+-- the same tag for unnamed layers) in place, else it is appended.
+function M.record(st, entry)
+   for i, l in ipairs(st.layers) do
+      if (entry.name and l.name == entry.name) or l.tag == entry.tag then
+         st.layers[i] = entry
+         return
+      end
+   end
+   st.layers[#st.layers + 1] = entry
+end
+
+return M
