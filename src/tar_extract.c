@@ -68,11 +68,32 @@ struct tar_x {
   char first_chown[256], first_xattr[256];
   char **warn;
   size_t nwarn;
+  int want_names;          /* opts.names: list the non-folder members */
+  char **names;
+  size_t nnames, capnames;
   const char *member;      /* name as in the archive, for messages */
   int archive_failed;      /* libarchive failed: ask the input why */
   const char *code;
   char msg[1024];
 };
+
+/* Remember a member's name for opts.names (best effort: no memory, no
+   name). */
+static void add_name(struct tar_x *x, const char *rel)
+{
+  if(x->nnames == x->capnames) {
+    size_t cap = x->capnames ? 2 * x->capnames : 256;
+    char **n = realloc(x->names, cap * sizeof(*n));
+
+    if(!n)
+      return;
+    x->names = n;
+    x->capnames = cap;
+  }
+  x->names[x->nnames] = strdup(rel);
+  if(x->names[x->nnames])
+    x->nnames++;
+}
 
 /* Record the failure of the current member; return -1. */
 static int xfail(struct tar_x *x, const char *code, const char *fmt, ...)
@@ -973,6 +994,8 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
     r = put_nondir(x, pfd, prel, rel, base, e);
   if(!r)
     x->files++;
+  if(!r && x->want_names && type != AE_IFDIR)
+    add_name(x, rel);
 out:
   free(rel);
   free(prel);
@@ -1105,6 +1128,11 @@ static void x_free(struct tar_x *x)
   free(x->warn);
   x->warn = NULL;
   x->nwarn = 0;
+  for(i = 0; i < x->nnames; i++)
+    free(x->names[i]);
+  free(x->names);
+  x->names = NULL;
+  x->nnames = x->capnames = 0;
 }
 
 /* The default bound: free space of R's filesystem minus 1% of its size. */
@@ -1176,6 +1204,14 @@ static int push_result(lua_State *L, struct tar_x *x)
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "warnings");
+  if(x->want_names) {
+    lua_createtable(L, (int)x->nnames, 0);
+    for(i = 0; i < x->nnames; i++) {
+      lua_pushfstring(L, "/%s", x->names[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "names");
+  }
   return 1;
 }
 
@@ -1189,7 +1225,7 @@ int clayer_tar_extract(lua_State *L)
 {
   static const char *const known[] = {
     "root", "source", "format", "sha256", "size", "parts", "journal",
-    "allow_special", "max_bytes", "progress", "owners", NULL
+    "allow_special", "max_bytes", "progress", "owners", "names", NULL
   };
   char rootreal[PATH_MAX], err[512];
   const char *root, *journal;
@@ -1210,6 +1246,7 @@ int clayer_tar_extract(lua_State *L)
   x.allow_special = clayer_optboolean(L, 1, "allow_special", 0);
   x.owners = clayer_optboolean(L, 1, "owners", x.euid == 0);
   x.max_bytes = clayer_optinteger(L, 1, "max_bytes", -1);
+  x.want_names = clayer_optboolean(L, 1, "names", 0);
   fmt = tar_in_parse(L, 1, &in, "tar.extract");
   x.in = &in;
   if(x_open(&x, root, journal, rootreal)) {

@@ -275,6 +275,7 @@ function Layer:_restore(report, force)
       parts = not meta.legacy and parts or nil,
       journal = self.state_dir .. "/journal",
       allow_special = self.policy.allow_special,
+      names = self.want_paths,
    })
    report.timings.extract = report.timings.download
    if not res then
@@ -284,6 +285,7 @@ function Layer:_restore(report, force)
    for _, w in ipairs(res.warnings or {}) do log.warn(w) end
    report.action = "hit"
    report.bytes, report.files = res.bytes, res.files
+   report.paths = res.names
    local env = nil
    if meta.legacy then env = self.plan.env end
    local ok, serr = record(self, report, meta, env)

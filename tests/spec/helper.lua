@@ -54,4 +54,27 @@ function M.clayer(args, env)
    return M.sh((env or "") .. " " .. M.q(link) .. " " .. args)
 end
 
+-- A tiny root with /bin/sh and a few tools (and their libraries), so RUN
+-- can run chrooted into it.
+function M.make_root(dir)
+   local out, code = M.sh("R=" .. M.q(dir) .. [[
+      set -e
+      mkdir -p $R/etc $R/tmp $R/var/lib
+      for t in /bin/sh /bin/rm /bin/mkdir /bin/ln /bin/chmod /bin/cat \
+               /bin/echo /bin/touch /bin/mv; do
+         mkdir -p $R$(dirname $t)
+         cp -L $t $R$t
+         for lib in $(ldd $t | grep -o '/[^ ]*'); do
+            cp -L --parents $lib $R
+         done
+      done
+      cp /etc/os-release $R/etc/os-release
+      printf 'keep\n' > $R/etc/keep
+      printf 'gone\n' > $R/etc/gone
+      mkdir -p $R/data/dir/sub && echo x > $R/data/dir/sub/f
+      echo turn-me-into-a-dir > $R/data/typechange
+   ]])
+   assert(code == 0, out)
+end
+
 return M

@@ -9,29 +9,6 @@ function TestLayer:tearDown()
    h.cleanup()
 end
 
--- A tiny root with /bin/sh and a few tools (and their libraries), so RUN
--- can run chrooted into it.
-local function make_root(dir)
-   local out, code = h.sh("R=" .. h.q(dir) .. [[
-      set -e
-      mkdir -p $R/etc $R/tmp $R/var/lib
-      for t in /bin/sh /bin/rm /bin/mkdir /bin/ln /bin/chmod /bin/cat \
-               /bin/echo /bin/touch /bin/mv; do
-         mkdir -p $R$(dirname $t)
-         cp -L $t $R$t
-         for lib in $(ldd $t | grep -o '/[^ ]*'); do
-            cp -L --parents $lib $R
-         done
-      done
-      cp /etc/os-release $R/etc/os-release
-      printf 'keep\n' > $R/etc/keep
-      printf 'gone\n' > $R/etc/gone
-      mkdir -p $R/data/dir/sub && echo x > $R/data/dir/sub/f
-      echo turn-me-into-a-dir > $R/data/typechange
-   ]])
-   assert(code == 0, out)
-end
-
 local function listing(root)
    return h.sh("cd " .. root .. " && find . -path ./var/lib/clayer -prune "
       .. "-o -printf '%p %y %m %U %G %s %l\\n' | sort && "
@@ -54,7 +31,7 @@ RUN rm /etc/gone && rm -rf /data/dir && echo new > /etc/new \
 local function setup()
    local top = h.tmpdir()
    local base = top .. "/base"
-   make_root(base)
+   h.make_root(base)
    os.execute("mkdir -p " .. top .. "/ctx")
    h.write(top .. "/ctx/Containerfile", CF)
    h.write(top .. "/ctx/data.txt", "copied\n")
