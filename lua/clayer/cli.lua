@@ -181,7 +181,8 @@ function M.summary(command, ok, reports, err)
    for _, r in ipairs(reports) do
       layers[#layers + 1] = { name = r.name or json.null, tag = r.tag,
          key = r.key, action = r.action, bytes = r.bytes, files = r.files,
-         published = r.published }
+         published = r.published, download_started = r.download_started,
+         extract_finished = r.extract_finished }
    end
    local timings = {}
    for _, r in ipairs(reports) do

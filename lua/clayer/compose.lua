@@ -1,7 +1,10 @@
 --- Compose: several named layers restored or built in order, later layers
 -- winning.  When a layer's key changed since it was applied, it and every
 -- layer after it are applied again, so later layers still win.
+local fs = require "clayer.fs"
+local http = require "clayer.http"
 local layer = require "clayer.layer"
+local proc = require "clayer.proc"
 local log = require "clayer.log"
 local state = require "clayer.state"
 
@@ -90,6 +93,44 @@ local function shadowing(reports)
    return out
 end
 
+-- Start downloading a layer's parts to a spool folder, so that it
+-- overlaps the extraction of the layer before it.  Only backends that
+-- can describe their downloads (requests) are prefetched; a local dir:
+-- cache needs none.  Sets l.prefetched = {meta, started, wait, close}.
+local function prefetch(l)
+   local c = l:open_cache()
+   if not (c and c.requests) then return end
+   local meta = c:find(l:tag())
+   if type(meta) ~= "table" then return end
+   local reqs = c:requests(l:tag(), meta)
+   if not reqs then return end
+   local dir = fs.mkdtemp("/var/tmp/clayer-prefetch-")
+   if not dir then return end
+   local transfers, files = {}, {}
+   for i, req in ipairs(reqs) do
+      req.output = ("%s/part.%03d"):format(dir, i)
+      req.verbose = nil
+      files[i] = req.output
+      transfers[i] = http.start(req)
+   end
+   local pre = { meta = meta, started = proc.clock(), dir = dir }
+   function pre.wait()
+      for i, t in ipairs(transfers) do
+         local res, err = t:wait()
+         if not res then return nil, err end
+         if res.status ~= 200 then
+            return nil, ("part %d: HTTP %d"):format(i, res.status)
+         end
+      end
+      return files
+   end
+   function pre.close()
+      for _, t in ipairs(transfers) do t:close() end
+      fs.rmtree(dir)
+   end
+   l.prefetched = pre
+end
+
 --- Restore or build the layers in order.
 -- @return {layers = {reports}, shadowed = {...}}, or nil, err,
 --   {layers = ..., code = ...}
@@ -122,8 +163,14 @@ function M.run(layers)
             reports[i] = { name = l.name, tag = l:tag(), key = (l:key()),
                action = "skipped", bytes = 0, files = 0, timings = {} }
          else
+            -- the next layer downloads while this one extracts
+            local nxt = layers[i + 1]
+            if nxt and not nxt.prefetched and not nxt.no_prefetch then
+               prefetch(nxt)
+            end
             l.want_paths = true
             local rep, lerr, lrep = l:restore_or_build(true)
+            if l.prefetched then l.prefetched.close() end
             reports[i] = rep or lrep
             if not rep then
                reports[i].action = "failed"
@@ -134,7 +181,10 @@ function M.run(layers)
       end
       return true
    end)
-   for _, l in ipairs(layers) do l._lock = nil end
+   for _, l in ipairs(layers) do
+      l._lock = nil
+      if l.prefetched then l.prefetched.close() end
+   end
    result.shadowed = shadowing(reports)
    if not r then
       result.code = code

@@ -242,7 +242,11 @@ function Layer:_restore(report, force)
    local c, err = self:open_cache()
    if not c then return nil, err, "cache" end
    local meta
-   meta, err = timed(report, "resolve", c.find, c, report.tag)
+   if self.prefetched then
+      meta = self.prefetched.meta
+   else
+      meta, err = timed(report, "resolve", c.find, c, report.tag)
+   end
    if not meta then
       if err then return nil, err, "cache" end
       return nil, report.tag .. ": not in " .. c.uri, "miss"
@@ -259,8 +263,20 @@ function Layer:_restore(report, force)
       end
    end
    local sources
-   sources, err = c:sources(report.tag, meta)
-   if not sources then return nil, err, "corrupt" end
+   if self.prefetched and self.prefetched.meta == meta then
+      -- compose downloaded the parts while the layers before extracted
+      sources, err = timed(report, "download", self.prefetched.wait)
+      if not sources then
+         log.warn(("%s: prefetch failed (%s); downloading again")
+            :format(report.tag, err))
+      end
+   end
+   if not sources then
+      sources, err = c:sources(report.tag, meta)
+      if not sources then return nil, err, "corrupt" end
+   end
+   report.download_started = self.prefetched and self.prefetched.started
+      or proc.clock()
    log.info("restoring %s from %s", report.tag, c.uri)
    local parts = {}
    for i, p in ipairs(meta.parts or {}) do
@@ -278,6 +294,7 @@ function Layer:_restore(report, force)
       names = self.want_paths,
    })
    report.timings.extract = report.timings.download
+   report.extract_finished = proc.clock()
    if not res then
       return nil, ("%s: %s"):format(report.tag, xerr),
          (code == "interrupted" or code == "space") and "failed" or "corrupt"

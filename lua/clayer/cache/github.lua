@@ -430,6 +430,17 @@ end
 -- that download each part through the API (the redirect to the storage
 -- host goes without the token).
 function GH:sources(tag, meta)
+   local reqs, err = self:requests(tag, meta)
+   if not reqs then return nil, err end
+   local out = {}
+   for i, req in ipairs(reqs) do out[i] = http.open(req) end
+   return out
+end
+
+--- The download requests of an entry's parts, in order: http.request
+-- options (url, headers, timeouts), for streaming or for prefetching to
+-- a file (compose).
+function GH:requests(tag, meta)
    local rel = self.releases[tag]
    if not rel then
       local err
@@ -451,7 +462,7 @@ function GH:sources(tag, meta)
       if self.token and not token_ok(url) then
          return nil, "refusing to send the GitHub token over plain http"
       end
-      out[i] = http.open {
+      out[i] = {
          url = url, headers = self:headers("application/octet-stream"),
          connect_timeout = bound(self.opts, "connect_timeout"),
          idle_timeout = bound(self.opts, "idle_timeout"),
