@@ -284,6 +284,8 @@ function Layer:_restore(report, force)
    end
    local fs_root = self.root == "" and "/" or self.root
    fs.mkdirp(self.state_dir, 493)
+   local bar = log.progress("download and extract", meta.archive_size
+      or (meta.parts and meta.parts[1] and meta.parts[1].size))
    local res, xerr, code = timed(report, "download", tar.extract, {
       root = fs_root, source = sources,
       format = meta.legacy and "gzip" or "zstd",
@@ -292,7 +294,9 @@ function Layer:_restore(report, force)
       journal = self.state_dir .. "/journal",
       allow_special = self.policy.allow_special,
       names = self.want_paths,
+      progress = bar.update,
    })
+   bar.done(res and res.size)
    report.timings.extract = report.timings.download
    report.extract_finished = proc.clock()
    if not res then
@@ -349,13 +353,16 @@ function Layer:_publish(report, changes, res)
    local c0 = self:open_cache()
    local ok, err = (function()
       local threads = self.policy.zstd_threads
+      local bar = log.progress("compress")
       local ar, aerr = timed(report, "compress", tar.create, {
          output = tmp .. "/layer.tar.zst", root = self.root,
          entries = changes.entries, level = self.policy.zstd_level,
          threads = threads and threads > 0 and threads or nil,
          part_size = self.policy.part_size or (c0 and c0.part_size),
          allow_special = self.policy.allow_special,
+         progress = bar.update,
       })
+      bar.done(ar and ar.bytes)
       if not ar then return nil, "archiving the layer: " .. aerr end
       report.bytes, report.files = ar.bytes, ar.files
       report.archive_size = ar.size

@@ -68,6 +68,49 @@ function M.output(line)
    end
 end
 
+--- A progress display for one phase (download, extract, compress,
+-- upload, scan).  On a terminal, one line redrawn at most ten times a
+-- second with bytes, rate and ETA; elsewhere nothing until the end.
+-- @return {update = function(bytes), done = function([bytes])}
+function M.progress(phase, total)
+   local proc = require "clayer.proc"
+   local tty = M.level >= M.NORMAL and proc.isatty(2)
+   local t0 = proc.clock()
+   local last, shown = -1, false
+   local p = {}
+   local function line(n, now)
+      local rate = n / math.max(now - t0, 1e-3)
+      local text = ("clayer: %s %s"):format(phase, M.size(n))
+      if total and total > 0 then
+         text = text .. (" / %s"):format(M.size(total))
+      end
+      text = text .. ("  %s/s"):format(M.size(rate))
+      if total and total > n and rate > 0 then
+         text = text .. ("  ETA %ds"):format(math.ceil((total - n) / rate))
+      end
+      return text
+   end
+   function p.update(n)
+      if not tty then return end
+      local now = proc.clock()
+      if now - last < 0.1 then return end
+      last = now
+      io.stderr:write("\r\27[K", line(n, now))
+      io.stderr:flush()
+      shown = true
+   end
+   function p.done(n)
+      if tty and shown then
+         io.stderr:write("\r\27[K")
+         io.stderr:flush()
+      end
+      if n and M.level >= M.VERBOSE then
+         M.verbose("%s: %s in %.2f s", phase, M.size(n), proc.clock() - t0)
+      end
+   end
+   return p
+end
+
 --- Human-readable size.
 function M.size(n)
    local units = { "B", "KiB", "MiB", "GiB", "TiB" }

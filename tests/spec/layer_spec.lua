@@ -128,3 +128,25 @@ function TestLayer:test_bad_usage_exits_2()
    lu.assertEquals(code, 2)
    lu.assertStrContains(out, "/nonexistent/Containerfile")
 end
+
+function TestLayer:test_progress_on_a_terminal_only()
+   local top, base = setup()
+   os.execute("cp -a " .. base .. " " .. top .. "/r1")
+   os.execute("cp -a " .. base .. " " .. top .. "/r2")
+   os.execute("cp -a " .. base .. " " .. top .. "/r3")
+   h.sh("head -c 8000000 /dev/urandom > " .. top .. "/ctx/data.txt")
+   local out, code = clayer(top, "build Containerfile --root " .. top .. "/r1")
+   lu.assertEquals(code, 0, out)
+   -- under a pty: one line redrawn with bytes, rate and ETA
+   local link = h.bin:gsub("clayer%-lua$", "clayer")
+   out = h.sh("cd " .. top .. "/ctx && script -qc " .. h.q(h.q(link)
+      .. " restore Containerfile --no-build --cache dir:" .. top
+      .. "/cache --root " .. top .. "/r2") .. " /dev/null")
+   lu.assertStrContains(out, "\r\27[Kclayer: download and extract ")
+   lu.assertStrMatches(out, ".*MiB/s.*")
+   -- not a terminal: plain lines, nothing redrawn
+   out = clayer(top, "restore Containerfile --no-build --root " .. top
+      .. "/r3")
+   lu.assertNotStrContains(out, "\r")
+   lu.assertStrContains(out, "restored layer-")
+end
