@@ -7,6 +7,7 @@
 --
 -- A layer's methods return a report on success, and nil, err, report on
 -- failure.
+local compose = require "clayer.compose"
 local layer = require "clayer.layer"
 local policy = require "clayer.policy"
 
@@ -24,35 +25,24 @@ function M.layer(opts)
    return l
 end
 
---- Restore-or-build several Containerfiles in order, later layers winning.
--- opts: the files as an array, plus the options of M.layer for all of
--- them; names default to the files' default names.
--- @return {layers = {reports}}, or nil, err, {layers = {reports}}
+--- Restore-or-build several Containerfiles in order, later layers
+-- winning (clayer compose).  opts: the files as an array (paths, or
+-- {file = PATH, name = NAME}), plus the options of M.layer for all of them;
+-- names default to the files' default names.
+-- @return {layers = {reports}, shadowed = {...}}, or nil, err, result
 function M.compose(opts)
    assert(type(opts) == "table" and #opts > 0,
       "compose{ FILE, ... } expected")
-   local reports, seen = {}, {}
-   for _, file in ipairs(opts) do
-      local o = {}
-      for k, v in pairs(opts) do
-         if type(k) == "string" then o[k] = v end
-      end
-      o.file = file
-      o.name = layer.default_name(file)
-      if seen[o.name] then
-         return nil, ("two layers named '%s': %s and %s"):format(o.name,
-            seen[o.name], file), { layers = reports }
-      end
-      seen[o.name] = file
-      local l, err = layer.new(o)
-      if not l then return nil, err, { layers = reports } end
-      local r, rerr, rr = l:restore_or_build()
-      reports[#reports + 1] = r or rr
-      if not r then
-         return nil, ("layer %s: %s"):format(o.name, rerr), { layers = reports }
-      end
+   local specs, shared = {}, {}
+   for i, v in ipairs(opts) do
+      specs[i] = type(v) == "table" and v or { file = v }
    end
-   return { layers = reports }
+   for k, v in pairs(opts) do
+      if type(k) == "string" then shared[k] = v end
+   end
+   local layers, err = compose.layers(specs, shared)
+   if not layers then return nil, err, { layers = {} } end
+   return compose.run(layers)
 end
 
 return M

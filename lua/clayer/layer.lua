@@ -222,7 +222,8 @@ local function record(self, report, meta, env)
       time = now_rfc3339(), files = report.files, env = pairs_,
       workdir = meta and meta.workdir or json.null,
    })
-   return state.save(self.state_dir, st)
+   return state.save(self.state_dir, st, self.policy.profile_d
+      and self.root .. "/etc/profile.d/clayer.sh" or nil)
 end
 
 --- Whether this layer's tag is already applied here.
@@ -437,6 +438,16 @@ function Layer:_build(report, publish)
    end
    log.info("%d added, %d modified, %d deleted",
       changes.added + changes.typechanged, changes.modified, changes.deleted)
+   -- the secret scan (lua/clayer/secrets.lua): a layer holding the live
+   -- token or credentials is not published and the command fails; the
+   -- built system stays and is recorded as applied
+   local refusal = publish
+      and require("clayer.secrets").check_layer(self, changes)
+   if refusal then
+      report.published = false
+      record(self, report, nil, res.env)
+      return nil, refusal, "failed"
+   end
    if publish then self:_publish(report, changes, res) end
    local ok, err = record(self, report, nil, res.env)
    if not ok then return nil, "saving state: " .. err, "failed" end

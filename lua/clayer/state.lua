@@ -75,8 +75,10 @@ function M.env_sh(st)
    return table.concat(out)
 end
 
---- Write applied.json and env.sh atomically.
-function M.save(dir, st)
+--- Write applied.json and env.sh atomically; with `profile`, also that
+-- file (policy profile_d: /etc/profile.d/clayer.sh below the root), so
+-- new login shells get the layers' ENV.
+function M.save(dir, st, profile)
    local ok, err = fs.mkdirp(dir, 493)
    if not ok then return nil, err end
    for _, l in ipairs(st.layers) do json.array(l.env or {}) end
@@ -84,7 +86,11 @@ function M.save(dir, st)
    ok, err = fs.write_atomic(dir .. "/applied.json",
       json.encode(st, { pretty = true }) .. "\n", 420)
    if not ok then return nil, err end
-   return fs.write_atomic(dir .. "/env.sh", M.env_sh(st), 420)
+   ok, err = fs.write_atomic(dir .. "/env.sh", M.env_sh(st), 420)
+   if not ok or not profile then return ok, err end
+   fs.mkdirp(profile:match("^(.*)/"), 493)
+   return fs.write_atomic(profile, "# written by clayer: the applied "
+      .. "layers' ENV\n" .. M.env_sh(st), 420)
 end
 
 --- The applied layer with this tag, and its index, or nil.

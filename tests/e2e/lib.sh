@@ -84,5 +84,5 @@ serve() {
 new_area() {
   T=$(mktemp -d /tmp/clayer-e2e.XXXXXX)
   chmod 755 "$T"
-  trap 'kill $HTTP_PID 2>/dev/null; rm -rf "$T"' EXIT
+  trap 'kill ${HTTP_PID:-} 2>/dev/null; rm -rf "$T"' EXIT
 }

@@ -158,3 +158,27 @@ function TestCompose:test_manifest_and_chain_keys()
    obj = json_of(out)
    lu.assertNotEquals(obj.layers[2].key, key_sci)
 end
+
+function TestCompose:test_lua_api_and_profile_d()
+   local top = setup()
+   os.execute("cp -a " .. top .. "/base " .. top .. "/r1")
+   h.write(top .. "/ctx/clayer.policy.lua", "return { profile_d = true }")
+   h.write(top .. "/boot.lua", ([[
+      local clayer = require "clayer"
+      local res, err = clayer.compose { "%s/ctx/Containerfile",
+         { file = "%s/ctx/Containerfile.sci", name = "science" },
+         cache = "dir:%s/cache", root = "%s/r1" }
+      assert(res, err)
+      for _, r in ipairs(res.layers) do print(r.name, r.action) end
+   ]]):format(top, top, top, top))
+   local out, code = h.sh(h.q(h.bin) .. " " .. top .. "/boot.lua")
+   lu.assertEquals(code, 0, out)
+   lu.assertStrContains(out, "base\tbuilt\n")
+   lu.assertStrContains(out, "science\tbuilt\n")
+   local profile = h.read(top .. "/r1/etc/profile.d/clayer.sh")
+   lu.assertNotNil(profile)
+   lu.assertStrContains(profile, "export WHO='sci'\n")
+   -- a login shell reading it gets the values
+   out = h.sh(". " .. top .. "/r1/etc/profile.d/clayer.sh; echo \"$LAYER\"")
+   lu.assertEquals(out, "base\n")
+end
