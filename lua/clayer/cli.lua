@@ -310,7 +310,8 @@ function commands.status(p)
          if r.missing then
             what = "Containerfile missing: " .. tostring(r.file)
          elseif r.drift then
-            what = ("changed since applied (key %s); rebuild: clayer build %s%s")
+            what = ("changed since applied (key %s); rebuild: "
+               .. "clayer build %s%s")
                :format(r.current_key, r.file,
                   type(r.name) == "string" and " --name " .. r.name or "")
          end

@@ -380,6 +380,7 @@ function TestShimHook:test_failures_warn_once_and_exit_1()
    lu.assertStrContains(out, "CLAYER_SHIM_FILE")
    out, code = h.clayer("hook frobnicate", "CLAYER_SHIM_FILE=x")
    lu.assertEquals(code, 2)
+   lu.assertStrContains(out, "usage: clayer hook install")
 end
 
 function TestShimHook:test_warnings_reach_the_user()
