@@ -44,18 +44,8 @@ end
 -- Paths and context
 -- ===================================================================
 
-local function join_path(base, path)
-   local full = path:sub(1, 1) == "/" and path or (base .. "/" .. path)
-   local parts = {}
-   for part in full:gmatch("[^/]+") do
-      if part == ".." then
-         parts[#parts] = nil
-      elseif part ~= "." then
-         parts[#parts + 1] = part
-      end
-   end
-   return "/" .. table.concat(parts, "/")
-end
+-- POSIX join and normalize, never above "/" (the same rule as WORKDIR)
+local join_path = require("clayer.build").join
 M.join_path = join_path
 
 local function dirname(p)

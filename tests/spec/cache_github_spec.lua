@@ -29,30 +29,12 @@ end
 
 -- The fake lives for the whole file: started by the first test that
 -- needs it, stopped in teardownClass (and by --lifetime).
+local ghfake = require "ghfake"
 local fake = {}
 
 local function start()
-   if fake.api then return fake end
-   fake.dir = h.sh("mktemp -d /tmp/clayer-gh.XXXXXX"):gsub("%s+$", "")
-   h.write(fake.dir .. "/token", TOKEN .. "\n")
-   local pf = fake.dir .. "/ports"
-   local out = h.sh(("python3 %s --port-file %s --token-file %s "
-      .. "--lifetime 300 >%s 2>&1 & echo $!"):format(
-      q(h.repo .. "/tests/fixtures/fakegithub.py"), q(pf),
-      q(fake.dir .. "/token"), q(fake.dir .. "/server.log")))
-   fake.pid = assert(out:match("%d+"))
-   for _ = 1, 200 do
-      local text = h.read(pf)
-      local ports = text and json.decode(text)
-      if type(ports) == "table" then
-         fake.ports = ports
-         fake.api = "http://127.0.0.1:" .. math.tointeger(ports.api)
-         return fake
-      end
-      proc.sleep(0.02)
-   end
-   error("fakegithub.py did not start: " .. tostring(
-      h.read(fake.dir .. "/server.log")))
+   fake = ghfake.start()
+   return fake
 end
 
 local function control(req)
@@ -164,8 +146,7 @@ function TestCacheGithub:tearDown()
 end
 
 function TestCacheGithub.teardownClass()
-   if fake.pid then os.execute("kill " .. fake.pid .. " 2>/dev/null") end
-   if fake.dir then os.execute("rm -rf " .. q(fake.dir)) end
+   ghfake.stop()
    fake = {}
 end
 
