@@ -1,7 +1,7 @@
 #!/bin/bash
 # make demo: build examples/Containerfile in one fresh container, then
 # restore it in another, and compare the times.  Needs root (mount
-# namespaces).  The cache is build/demo-cache in this repository; nothing
+# namespaces).  The cache is build/demo/cache in this repository; nothing
 # outside the repository changes.
 set -eu
 cd "$(dirname "$0")/.."

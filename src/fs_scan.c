@@ -266,7 +266,8 @@ static int walk(scan *s, int dfd, size_t plen, int slashes, int depth,
   }
   while(rc == 0 && (got = getdents64(dfd, s->dents, SCAN_DENTS)) != 0) {
     if(got < 0) {
-      rc = fail(s, errno, s->path, plen);
+      if(!vanished(errno))         /* a folder removed while we read it */
+        rc = fail(s, errno, s->path, plen);
       break;
     }
     for(pos = 0; rc == 0 && pos < got; ) {

@@ -1001,7 +1001,9 @@ function M.plan(doc, ctx)
                list, err = M.sources(ctx, src)
                if not list then return fail(ctx, ins, "%s %s", op, err) end
                if #list == 0 then
-                  out.copies[M.join("/", src):sub(2)] = "missing"
+                  -- found before anything runs, as Docker does
+                  return fail(ctx, ins, "%s %s: no such file in the build "
+                     .. "context %s", op, src, ctx.dir)
                end
                for _, s in ipairs(list) do
                   out.copies[s.rel] = M.source_digest(s.real) or "missing"

@@ -284,7 +284,7 @@ function commands.status(p)
    local rows, drift = {}, false
    for _, l in ipairs(st.layers) do
       local row = { name = l.name, tag = l.tag, key = l.key, file = l.file,
-         time = l.time, files = l.files }
+         time = l.time, files = l.files, cache = l.cache }
       if type(l.file) == "string" and fs.exists(l.file) then
          local nl = layer.new { file = l.file,
             name = l.name ~= json.null and l.name or nil,
@@ -310,10 +310,11 @@ function commands.status(p)
          if r.missing then
             what = "Containerfile missing: " .. tostring(r.file)
          elseif r.drift then
-            what = ("changed since applied (key %s); rebuild: "
-               .. "clayer build %s%s")
+            what = ("changed since applied (key %s); rebuild it in a "
+               .. "fresh container: clayer build %s%s%s")
                :format(r.current_key, r.file,
-                  type(r.name) == "string" and " --name " .. r.name or "")
+                  type(r.name) == "string" and " --name " .. r.name or "",
+                  type(r.cache) == "string" and " --cache " .. r.cache or "")
          end
          io.stdout:write(("%s  %s  %s\n"):format(r.tag, r.time or "", what))
       end

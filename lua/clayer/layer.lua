@@ -55,11 +55,24 @@ end
 --- Make a layer.
 -- @param o file (required), name, cache (URI), salt, build_args (table),
 --   root (a prefix; default "/"), policy (a loaded policy table),
---   policy_file, no_build, no_push
+--   policy_file, no_build, no_push, cache_opts ({token, token_file,
+--   cacert}), state_dir; any other key is an error
 -- @return layer, or nil, err, "usage"|"parse"
+local OPTIONS = {
+   file = true, name = true, cache = true, salt = true, build_args = true,
+   root = true, policy = true, policy_file = true, no_build = true,
+   no_push = true, cache_opts = true, state_dir = true,
+}
+
 function M.new(o)
    assert(type(o) == "table" and type(o.file) == "string",
       "layer{file = PATH, ...} expected")
+   for k in pairs(o) do
+      if not OPTIONS[k] then
+         return nil, ("layer: unknown option '%s'"):format(tostring(k)),
+            "usage"
+      end
+   end
    local self = setmetatable({}, Layer)
    self.file = abspath(o.file)
    self.dir = self.file:match("^(.*)/[^/]*$")
@@ -86,6 +99,15 @@ function M.new(o)
    self.cache_opts = o.cache_opts or {}
    self.no_build, self.no_push = o.no_build, o.no_push
    self.state_dir = o.state_dir or state.dir(self.root)
+   if self.root ~= "" then
+      local st = fs.stat(self.root)
+      if not st or st.type ~= "dir" then
+         return nil, ("--root %s: not a folder"):format(self.root), "usage"
+      end
+   end
+   -- a cache URI that cannot work is a usage error, before anything runs
+   local _, cerr = self:open_cache()
+   if cerr then return nil, cerr, "usage" end
 
    local text, rerr = cf.read(self.file)
    if not text then return nil, rerr, "usage" end
@@ -217,8 +239,8 @@ local function record(self, report, meta, env)
    end
    state.record(st, {
       name = self.name or json.null, tag = report.tag, key = report.key,
-      file = self.file, archive_sha256 = meta and meta.archive_sha256
-         or json.null,
+      file = self.file, cache = self.cache_uri,
+      archive_sha256 = meta and meta.archive_sha256 or json.null,
       time = now_rfc3339(), files = report.files, env = pairs_,
       workdir = meta and meta.workdir or json.null,
    })
@@ -250,7 +272,9 @@ function Layer:_restore(report, force)
    end
    if not meta then
       if err then return nil, err, "cache" end
-      return nil, report.tag .. ": not in " .. c.uri, "miss"
+      return nil, ("%s: not in %s (this key was never published there; "
+         .. "check --cache and --name, or build it)"):format(report.tag,
+         c.uri), "miss"
    end
    if not meta.legacy then
       local here = self:platform()
@@ -424,8 +448,22 @@ end
 
 -- Build, then publish unless told not to, then record the layer applied.
 function Layer:_build(report, publish)
+   for _, l in ipairs(state.load(self.state_dir).layers) do
+      local same = self.name and l.name == self.name
+         or (not self.name and l.file == self.file)
+      if same then
+         log.warn(("%s is already applied here (%s): the snapshot holds "
+            .. "only what changes on top of it; build in a fresh container "
+            .. "for a complete layer"):format(self.display, l.tag))
+         break
+      end
+   end
    local changes, res, code = self:_run(report)
    if not changes then return nil, res, code end
+   if #changes.entries == 0 then
+      log.warn(self.display .. ": the build changed nothing: the layer is "
+         .. "empty")
+   end
    report.action = "built"
    report.files = #changes.entries
    if self.want_paths then

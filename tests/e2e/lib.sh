@@ -46,6 +46,11 @@ need_root() {
 # boot SCRIPT: run SCRIPT with bash -e in a fresh container; its exit
 # status is boot's.  $T, $CLAYER_BIN and $CLAYER_REPO are passed in.
 boot() {
+  # the repository is visible below / (it may be changing: other builds,
+  # benchmarks); it is no part of any layer
+  [ -e "$T/e2e-policy.lua" ] ||
+    printf 'return { exclude = { add = { "%s" } } }\n' "$CLAYER_REPO" \
+      > "$T/e2e-policy.lua"
   unshare -m --propagation private -- bash -s "$T" "$1" "$CLAYER_BIN" "$CLAYER_REPO" <<'EOS'
 set -e
 T=$1 script=$2 repo=$4
@@ -61,7 +66,8 @@ mkdir -p "$c/root$repo" "$c/root$T"
 mount --bind "$repo" "$c/root$repo"
 mount --bind "$T" "$c/root$T"
 chroot "$c/root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  HOME=/root T="$T" CLAYER_BIN="$3" CLAYER_REPO="$repo" LANG=C.UTF-8 /bin/bash -ec "$script"
+  HOME=/root T="$T" CLAYER_BIN="$3" CLAYER_REPO="$repo" LANG=C.UTF-8 \
+  CLAYER_POLICY="$T/e2e-policy.lua" /bin/bash -ec "$script"
 EOS
 }
 

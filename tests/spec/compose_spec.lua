@@ -105,7 +105,8 @@ function TestCompose:test_changed_layer_reapplies_it_and_the_ones_after()
    h.write(top .. "/ctx/tools.Containerfile", "ENV WHO=tools3\n")
    sout, scode = h.clayer("status --root " .. top .. "/r1")
    lu.assertEquals(scode, 4, sout)
-   lu.assertStrContains(sout, "rebuild: clayer build")
+   lu.assertStrContains(sout, "rebuild it in a fresh container: clayer build")
+   lu.assertStrContains(sout, "--name tools --cache dir:")
 end
 
 function TestCompose:test_failure_stops_and_state_lists_what_was_applied()
