@@ -309,19 +309,36 @@ function Layer:_restore(report, force)
    end
    local fs_root = self.root == "" and "/" or self.root
    fs.mkdirp(self.state_dir, 493)
-   local bar = log.progress("download and extract", meta.archive_size
-      or (meta.parts and meta.parts[1] and meta.parts[1].size))
-   local res, xerr, code = timed(report, "download", tar.extract, {
-      root = fs_root, source = sources,
-      format = meta.legacy and "gzip" or "zstd",
-      sha256 = meta.archive_sha256, size = meta.archive_size,
-      parts = not meta.legacy and parts or nil,
-      journal = self.state_dir .. "/journal",
-      allow_special = self.policy.allow_special,
-      names = self.want_paths,
-      progress = bar.update,
-   })
-   bar.done(res and res.size)
+   -- a download that fails midway (reset, stall) is rolled back by the
+   -- extractor and tried again from the start, a bounded number of times
+   local http_policy = self.policy.http or {}
+   local tries = 1 + (tonumber(http_policy.retries) or 0)
+   local wait = tonumber(http_policy.backoff) or 1
+   local res, xerr, code
+   for attempt = 1, tries do
+      local bar = log.progress("download and extract", meta.archive_size
+         or (meta.parts and meta.parts[1] and meta.parts[1].size))
+      res, xerr, code = timed(report, "download", tar.extract, {
+         root = fs_root, source = sources,
+         format = meta.legacy and "gzip" or "zstd",
+         sha256 = meta.archive_sha256, size = meta.archive_size,
+         parts = not meta.legacy and parts or nil,
+         journal = self.state_dir .. "/journal",
+         allow_special = self.policy.allow_special,
+         names = self.want_paths,
+         progress = bar.update,
+      })
+      bar.done(res and res.size)
+      local network = not res and code == "io"
+         and tostring(xerr):find("http: ", 1, true)
+      if not network or attempt == tries then break end
+      log.warn(("%s: %s; trying again in %g s (%d of %d)"):format(report.tag,
+         xerr, wait, attempt + 1, tries))
+      proc.sleep(wait)
+      wait = wait * 2
+      sources, err = c:sources(report.tag, meta)
+      if not sources then return nil, err, "corrupt" end
+   end
    report.timings.extract = report.timings.download
    report.extract_finished = proc.clock()
    if not res then

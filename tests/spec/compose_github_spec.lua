@@ -67,5 +67,50 @@ function TestComposeGithub:test_next_layer_downloads_while_this_one_extracts()
       if r.port == "storage" then storage = storage + 1 end
    end
    lu.assertEquals(storage, 4)
-   print(("  two 1-second downloads, overlapped: %.2f s"):format(elapsed))
+   print(("  two layers, every download delayed 1 s: %.2f s"):format(elapsed))
+end
+
+-- D3: a download that stalls times out, is rolled back and tried again,
+-- a bounded number of times.
+function TestComposeGithub:test_stalled_download_is_retried_then_given_up()
+   local top = h.tmpdir()
+   h.make_root(top .. "/base")
+   os.execute("mkdir -p " .. top .. "/ctx")
+   h.sh("head -c 300000 /dev/urandom > " .. top .. "/ctx/blob")
+   h.write(top .. "/ctx/Containerfile", "COPY blob /opt/blob\n")
+   h.write(top .. "/ctx/clayer.policy.lua", "return { http = { "
+      .. "idle_timeout = 1, retries = 2, backoff = 0.01 } }")
+   local repo = gh.new_repo()
+   local function clayer(args)
+      return h.clayer(args .. " --cache github:" .. repo,
+         "cd " .. top .. "/ctx &&")
+   end
+   os.execute("cp -a " .. top .. "/base " .. top .. "/r1")
+   local out, code = clayer("build Containerfile --root " .. top .. "/r1")
+   lu.assertEquals(code, 0, out)
+
+   -- the first archive download stalls after part of the bytes (the
+   -- first storage request, layer.json's, is smaller than that and passes)
+   gh.control { op = "fault", kind = "stall", count = 2, port = "storage",
+      match = "/blob/", after = 100000 }
+   os.execute("cp -a " .. top .. "/base " .. top .. "/r2")
+   out, code = clayer("restore Containerfile --no-build --root "
+      .. top .. "/r2")
+   lu.assertEquals(code, 0, out)
+   lu.assertStrContains(out, "trying again")
+   lu.assertEquals(h.sh("cmp " .. top .. "/ctx/blob " .. top
+      .. "/r2/opt/blob && echo same"), "same\n")
+
+   -- every download stalls: three tries, then a failure; root untouched
+   gh.control { op = "fault", kind = "stall", count = 10, port = "storage",
+      match = "/blob/", after = 100000 }
+   os.execute("cp -a " .. top .. "/base " .. top .. "/r3")
+   local before = h.sh("cd " .. top .. "/r3 && find . | sort")
+   out, code = clayer("restore Containerfile --no-build --root "
+      .. top .. "/r3")
+   lu.assertEquals(code, 1, out)
+   local _, n = out:gsub("trying again", "")
+   lu.assertEquals(n, 2)
+   lu.assertEquals(h.sh("cd " .. top .. "/r3 && find . -path "
+      .. "./var/lib/clayer -prune -o -print | sort"), before)
 end
