@@ -396,6 +396,9 @@ function M.fetch_url(src, ctx)
       return nil
    end
    if ref ~= "" and not ref:match("^@[^%s]+$") then return nil end
+   -- policy resolve_refs: the commit the key was computed with
+   local pinned = ctx and ctx.refs and ctx.refs[src]
+   if pinned then ref = "@" .. pinned end
    local api = os.getenv("CLAYER_GITHUB_API")
    if not api or api == "" then api = "https://api.github.com" end
    local url = ("%s/repos/%s/%s/tarball"):format(api:gsub("/+$", ""),
@@ -418,6 +421,28 @@ function M.fetch_url(src, ctx)
       end
    end
    return url, headers, true
+end
+
+--- The commit a `github:OWNER/REPO[@REF]` FETCH source names now (the
+-- default branch without REF), through the API.
+-- @return 40-hex sha, or nil, err
+function M.resolve_ref(src, ctx)
+   local owner, repo, ref = src:match("^github:([%w._-]+)/([%w._-]+)@?(.*)$")
+   if not owner then return nil, src .. ": not a github: source" end
+   local url, headers = M.fetch_url(("github:%s/%s"):format(owner, repo), ctx)
+   url = url:gsub("/tarball$", "/commits/" .. (ref ~= "" and
+      http.escape(ref) or "HEAD"))
+   headers["Accept"] = "application/vnd.github.sha"
+   local hp = ctx.policy and ctx.policy.http or {}
+   local res, err = http.request { url = url, headers = headers,
+      connect_timeout = hp.connect_timeout, idle_timeout = hp.idle_timeout,
+      cacert = ctx.cacert }
+   if not res then return nil, err end
+   local sha = res.status == 200 and res.body and res.body:match("^(%x+)%s*$")
+   if not sha or #sha ~= 40 then
+      return nil, ("resolving %s: HTTP %d"):format(src, res.status)
+   end
+   return sha:lower()
 end
 
 -- Download url into the file; check its sha256 when expected is set.
@@ -978,7 +1003,7 @@ function M.plan(doc, ctx)
    local scope = new_scope(ctx.build_args)
    scope.planning = true
    local out = { snapshot = {}, all = {}, copies = {}, args = {},
-      unused = {} }
+      unused = {}, fetches = {} }
    for _, ins in ipairs(doc.instructions) do
       local op = ins.op
       if op == "ENV" or op == "ARG" or op == "WORKDIR" then
@@ -1011,9 +1036,10 @@ function M.plan(doc, ctx)
             end
          end
       elseif op == "FETCH" then
-         for _, raw in ipairs { ins.src, ins.dest } do
-            local _, err = expand(ctx, scope, ins, raw)
+         for i, raw in ipairs { ins.src, ins.dest } do
+            local v, err = expand(ctx, scope, ins, raw)
             if err then return nil, err end
+            if i == 1 then out.fetches[#out.fetches + 1] = v end
          end
       end
    end

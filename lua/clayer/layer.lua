@@ -120,7 +120,28 @@ function M.new(o)
    local plan, plerr = build.plan(doc, self:context())
    if not plan then return nil, plerr, "parse" end
    self.plan = plan
+   if self.policy.resolve_refs then
+      local ok, rerr = self:resolve_refs()
+      if not ok then return nil, rerr, "cache" end
+   end
    return self
+end
+
+--- Policy resolve_refs: pin every `FETCH github:` source to the commit
+-- its ref names now; the commits go into the key (ref:SRC=SHA) and the
+-- build downloads exactly them.
+function Layer:resolve_refs()
+   self.refs = {}
+   for _, src in ipairs(self.plan.fetches or {}) do
+      if src:match("^github:") then
+         local sha, err = build.resolve_ref(src, self:context())
+         if not sha then
+            return nil, self.display .. ": FETCH " .. src .. ": " .. err
+         end
+         self.refs[src] = sha
+      end
+   end
+   return true
 end
 
 function Layer:context()
@@ -128,7 +149,7 @@ function Layer:context()
       build_args = self.build_args, policy = self.policy,
       escape = self.doc and self.doc.escape,
       token = self.cache_opts.token, token_file = self.cache_opts.token_file,
-      cacert = self.cache_opts.cacert }
+      cacert = self.cache_opts.cacert, refs = self.refs }
 end
 
 --- The key and its parts.
@@ -140,6 +161,7 @@ function Layer:key()
       if next(self.plan.args) then inputs.args = self.plan.args end
       if next(self.plan.copies) then inputs.copies = self.plan.copies end
       if self.chain and next(self.chain) then inputs.chains = self.chain end
+      if self.refs and next(self.refs) then inputs.refs = self.refs end
       inputs = self.policy.key_extras(inputs) or inputs
       local extras = cf.extras(inputs)
       local key, full = cf.key(self.text, extras)

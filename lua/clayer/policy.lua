@@ -59,6 +59,17 @@ function M.defaults()
          draft_max_age = 86400,  -- prune drafts left by killed publishers
          request_timeout = 0,    -- total seconds per API call; 0: none
       },
+      -- the secret scan before publishing (lua/clayer/secrets.lua):
+      -- paths, folders or fnmatch patterns whose credential files and
+      -- keys may be published (add to the list with { add = {...} }),
+      -- and the largest file whose content is read
+      secrets = {
+         allow = { "/etc/ssl/private/ssl-cert-snakeoil.key" },
+         max_size = 16 * 1024 * 1024,
+      },
+      -- pin FETCH github:OWNER/REPO@REF to the commit REF names at key
+      -- time (one API call each): the key moves when the branch does
+      resolve_refs = false,
       -- merge later layers' keys into each layer's key (compose)
       chain_keys = false,
       -- write /etc/profile.d/clayer.sh so login shells get the layers' ENV
