@@ -83,13 +83,23 @@ static const char *type_name(mode_t mode)
   return "unknown";
 }
 
+/* Nanoseconds since the epoch, saturated: a file can carry any time. */
+static int64_t ts_ns(const struct timespec *t)
+{
+  if(t->tv_sec >= INT64_MAX / 1000000000)
+    return INT64_MAX;
+  if(t->tv_sec < INT64_MIN / 1000000000)
+    return INT64_MIN;
+  return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
 void fs_entry_fill(fs_entry *e, const struct stat *st)
 {
   e->ino = st->st_ino;
   e->dev = st->st_dev;
   e->size = st->st_size;
-  e->mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-  e->ctime = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+  e->mtime = ts_ns(&st->st_mtim);
+  e->ctime = ts_ns(&st->st_ctim);
   e->mode = st->st_mode;
   e->uid = st->st_uid;
   e->gid = st->st_gid;

@@ -429,6 +429,16 @@ static const char *entry_type(struct archive_entry *e)
   }
 }
 
+/* An archive's mtime in nanoseconds, saturated (archives may say anything). */
+static lua_Integer mtime_ns(time_t sec, long nsec)
+{
+  if(sec >= LUA_MAXINTEGER / 1000000000)
+    return LUA_MAXINTEGER;
+  if(sec < LUA_MININTEGER / 1000000000)
+    return LUA_MININTEGER;
+  return (lua_Integer)sec * 1000000000 + nsec;
+}
+
 /* Push the list table of one entry. */
 static void push_entry(lua_State *L, struct archive_entry *e)
 {
@@ -449,8 +459,8 @@ static void push_entry(lua_State *L, struct archive_entry *e)
   lua_setfield(L, -2, "uid");
   lua_pushinteger(L, archive_entry_gid(e));
   lua_setfield(L, -2, "gid");
-  lua_pushinteger(L, (lua_Integer)archive_entry_mtime(e) * 1000000000 +
-                  archive_entry_mtime_nsec(e));
+  lua_pushinteger(L, mtime_ns(archive_entry_mtime(e),
+                              archive_entry_mtime_nsec(e)));
   lua_setfield(L, -2, "mtime");
   if(target) {
     lua_pushstring(L, target);

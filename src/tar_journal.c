@@ -248,9 +248,28 @@ int tj_created(struct tar_journal *j, const char *rel)
   return record1(j, "created", rel);
 }
 
+/* Nanoseconds since the epoch, saturated: a file can carry any time. */
 static long long ns(const struct timespec *t)
 {
+  if(t->tv_sec >= LLONG_MAX / 1000000000LL)
+    return LLONG_MAX;
+  if(t->tv_sec < LLONG_MIN / 1000000000LL)
+    return LLONG_MIN;
   return (long long)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+/* The timespec of v nanoseconds (tv_nsec in [0, 1e9), also before 1970). */
+static struct timespec ns_ts(long long v)
+{
+  struct timespec t;
+
+  t.tv_sec = v / 1000000000LL;
+  t.tv_nsec = v % 1000000000LL;
+  if(t.tv_nsec < 0) {
+    t.tv_sec--;
+    t.tv_nsec += 1000000000LL;
+  }
+  return t;
 }
 
 int tj_meta(struct tar_journal *j, const char *rel, const struct stat *st)
@@ -1025,10 +1044,8 @@ static void undo_meta(struct replay *rp, char *rel, char *rest)
     replay_err(rp, "meta", rel);
     return;
   }
-  ts[0].tv_sec = at / 1000000000LL;
-  ts[0].tv_nsec = at % 1000000000LL;
-  ts[1].tv_sec = mt / 1000000000LL;
-  ts[1].tv_nsec = mt % 1000000000LL;
+  ts[0] = ns_ts(at);
+  ts[1] = ns_ts(mt);
   if(fstat(fd, &st) ||
      ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid)) ||
      fchmod(fd, mode) || futimens(fd, ts))
@@ -1172,10 +1189,8 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
 
       if(sscanf(p, "%lld %lld", &at, &mt) == 2) {
         timed = a;
-        times[0].tv_sec = at / 1000000000LL;
-        times[0].tv_nsec = at % 1000000000LL;
-        times[1].tv_sec = mt / 1000000000LL;
-        times[1].tv_nsec = mt % 1000000000LL;
+        times[0] = ns_ts(at);
+        times[1] = ns_ts(mt);
       }
     }
   }

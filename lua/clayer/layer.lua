@@ -121,8 +121,8 @@ function M.new(o)
    if not plan then return nil, plerr, "parse" end
    self.plan = plan
    if self.policy.resolve_refs then
-      local ok, rerr = self:resolve_refs()
-      if not ok then return nil, rerr, "cache" end
+      local ok, referr = self:resolve_refs()
+      if not ok then return nil, referr, "cache" end
    end
    return self
 end
