@@ -707,7 +707,7 @@ static int fs_lockfile(lua_State *L)
 
   lk->fd = -1;
   luaL_setmetatable(L, FS_LOCK);
-  fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644);
   if(fd < 0)
     return clayer_errno(L, p, errno);
   lk->fd = fd;

@@ -300,7 +300,7 @@ static int walk_up(struct tar_x *x, int fd)
       break;
     }
     if(tj_is_journal(&x->j, &st)) {
-      r = xfail(x, "refused", "inside the journal folder");
+      r = xfail(x, "refused", "inside clayer's state or journal folder");
       break;
     }
     it = inode(x, &st, 1);
@@ -356,7 +356,7 @@ static int make_parents(struct tar_x *x, const char *prel)
     if(fd < 0 && errno == ENOENT) {
       if(fstat(cur, &st) || tj_protected(&x->j, &st, comp) ||
          walk_up(x, cur)) {
-        xfail(x, "refused", "inside the journal folder");
+        xfail(x, "refused", "inside clayer's state or journal folder");
         break;
       }
       if(touch(x, cur, parent) || tj_created(&x->j, prefix)) {
@@ -902,7 +902,7 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
     return errno == ENOENT || errno == ENOTDIR ? 0 : xerrno(x, "open");
   if(fstat(pfd, &pst) || tj_inside(&x->j, pfd)) {
     close(pfd);
-    return x->code ? -1 : xfail(x, "refused", "inside the journal folder");
+    return x->code ? -1 : xfail(x, "refused", "inside clayer's state or journal folder");
   }
   if(!strcmp(base, ".wh..wh..opq")) {
     r = opaque_dir(x, pfd, prel);

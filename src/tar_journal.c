@@ -565,6 +565,11 @@ int tj_is_journal(struct tar_journal *j, const struct stat *st)
 
   if(st->st_dev == j->dev && st->st_ino == j->ino)
     return 1;
+  /* the journal's parent is clayer's state folder (applied.json, the
+     lock): no member may write into it either */
+  if(j->nchain && st->st_dev == j->chain[0].dev &&
+     st->st_ino == j->chain[0].ino)
+    return 1;
   for(i = 0; i < j->nfallback; i++)
     if(st->st_dev == j->fallback_st[i].st_dev &&
        st->st_ino == j->fallback_st[i].st_ino)
@@ -836,6 +841,15 @@ int tj_commit(struct tar_journal *j)
   if(j->logfd >= 0)
     close(j->logfd);
   j->logfd = -1;
+  /* the commit point: without its log, a journal is only litter, so a
+     kill from here on can never roll back a finished extraction */
+  {
+    char *log = join(j->dir, "log");
+
+    if(!log || (unlink(log) && errno != ENOENT))
+      r = -1;
+    free(log);
+  }
   if(j->timed && !stat(j->timed, &st)) {
     j->times[0] = st.st_atim;
     j->times[1] = st.st_mtim;
@@ -1129,16 +1143,22 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
 {
   struct replay rp = { -1, 0, err, errlen };
   char *buf, **lines = NULL, **made = NULL, *timed = NULL, *root, *p;
+  char *done = NULL, *logpath = join(dir, "log");
   struct timespec times[2];
   size_t i, count, nmade = 0;
-  int lockfd, r;
+  int lockfd, r, wfd = -1;
 
   err[0] = '\0';
   *n = 0;
+  if(!logpath) {
+    snprintf(err, errlen, "journal %s: out of memory", dir);
+    return -1;
+  }
   buf = read_log(dir, &lockfd);
   if(!buf) {
     if(lockfd >= 0)
       close(lockfd);
+    free(logpath);
     if(errno == EWOULDBLOCK) {
       snprintf(err, errlen, "journal %s: in use by a running extraction",
                dir);
@@ -1152,6 +1172,7 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
   }
   count = split_lines(buf, &lines);
   if(!count) {   /* killed before its first record: nothing was done */
+    free(logpath);
     free(lines);
     free(buf);
     close(lockfd);
@@ -1162,15 +1183,32 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
   if(!root || strcmp(root, "root") || !(root = word(&p)) ||
      (rp.rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
     snprintf(err, errlen, "journal %s: no usable root record", dir);
+    free(logpath);
     free(lines);
     free(buf);
     close(lockfd);
     return -1;
   }
   made = calloc(count, sizeof(*made));
-  for(i = count; made && i-- > 1;) {
-    char *kind, *a, *b;
+  /* A replay may itself be killed.  Each record it has undone is marked
+     with an "undone N" record appended to the log, so that the next
+     replay skips it: undoing "created X" twice would remove the
+     original X that the "moved" record before it had put back. */
+  done = calloc(count, 1);
+  wfd = open(logpath, O_WRONLY | O_APPEND | O_CLOEXEC);
+  for(i = 1; done && i < count; i++) {
+    unsigned long long k;
 
+    if(!strncmp(lines[i], "undone ", 7) &&
+       sscanf(lines[i] + 7, "%llu", &k) == 1 && k < count)
+      done[k] = 1;
+  }
+  for(i = count; made && done && i-- > 1;) {
+    char *kind, *a, *b;
+    int acted = 1;
+
+    if(done[i] || !strncmp(lines[i], "undone ", 7))
+      continue;
     p = lines[i];
     kind = word(&p);
     a = kind ? word(&p) : NULL;
@@ -1182,7 +1220,18 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
       undo_moved(&rp, a, b);
     else if(!strcmp(kind, "meta"))
       undo_meta(&rp, a, p);
-    else if(!strcmp(kind, "jmade"))
+    else
+      acted = 0;
+    if(acted && wfd >= 0) {
+      char mark[32];
+      int len = snprintf(mark, sizeof(mark), "undone %zu\n", i);
+
+      if(write(wfd, mark, (size_t)len) != len)
+        replay_err(&rp, "mark", lines[i]);
+    }
+    if(acted)
+      continue;
+    if(!strcmp(kind, "jmade"))
       made[nmade++] = a;
     else if(!strcmp(kind, "jtime")) {
       long long at, mt;
@@ -1196,7 +1245,9 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
   }
   close(rp.rootfd);
   *n = rp.n;
-  if(!made)
+  if(wfd >= 0)
+    close(wfd);
+  if(!made || !done)
     snprintf(err, errlen, "journal %s: out of memory", dir);
   if(!err[0]) {
     /* made[] holds the ancestors deepest first: reverse for removal */
@@ -1211,6 +1262,8 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
   }
   r = err[0] ? -1 : 0;
   close(lockfd);
+  free(done);
+  free(logpath);
   free(made);
   free(lines);
   free(buf);

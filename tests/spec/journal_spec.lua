@@ -1,0 +1,90 @@
+--- The rollback journal: a replay that is itself killed can run again
+-- without harm, and no archive member may write into clayer's state.
+local lu = require "luaunit"
+local h = require "helper"
+local tar = require "clayer.tar"
+
+TestJournal = {}
+
+function TestJournal:tearDown()
+   h.cleanup()
+end
+
+-- A root R with x, and a journal J below it as a killed run left it.
+local function setup(x, saved, log)
+   local R = h.tmpdir()
+   local J = R .. "/var/lib/clayer/journal"
+   os.execute("mkdir -p " .. J)
+   h.write(R .. "/x", x)
+   if saved then h.write(J .. "/00000001", saved) end
+   h.write(J .. "/log", ("root %s\nmoved x %s/00000001\ncreated x\n")
+      :format(R, J) .. (log or ""))
+   return R, J
+end
+
+function TestJournal:test_replay_puts_back_what_was_replaced()
+   local R, J = setup("new\n", "orig\n")
+   assert(tar.recover(J))
+   lu.assertEquals(h.read(R .. "/x"), "orig\n")
+   lu.assertNil(h.read(J .. "/log"))
+end
+
+function TestJournal:test_replay_killed_midway_runs_again_safely()
+   -- the first replay removed the new x, moved the original back, and
+   -- was killed before it marked the move: created is marked undone
+   local R, J = setup("orig\n", nil, "undone 2\n")
+   assert(tar.recover(J))
+   lu.assertEquals(h.read(R .. "/x"), "orig\n")
+   -- killed after marking both: nothing left to do, nothing removed
+   R, J = setup("orig\n", nil, "undone 2\nundone 1\n")
+   assert(tar.recover(J))
+   lu.assertEquals(h.read(R .. "/x"), "orig\n")
+end
+
+local function archive(dir, members)
+   local py = { "import io, tarfile",
+      ("tf = tarfile.open(%q, 'w', format=tarfile.PAX_FORMAT)")
+         :format(dir .. "/a.tar") }
+   for _, m in ipairs(members) do
+      py[#py + 1] = ("ti = tarfile.TarInfo(%q)"):format(m.name)
+      if m.link then
+         py[#py + 1] = ("ti.type = tarfile.SYMTYPE; ti.linkname = %q")
+            :format(m.link)
+         py[#py + 1] = "tf.addfile(ti)"
+      else
+         py[#py + 1] = ("d = %q.encode(); ti.size = len(d); "
+            .. "tf.addfile(ti, io.BytesIO(d))"):format(m.data or "")
+      end
+   end
+   py[#py + 1] = "tf.close()"
+   h.write(dir .. "/mk.py", table.concat(py, "\n") .. "\n")
+   local out, code = h.sh("cd " .. dir .. " && python3 mk.py && "
+      .. "zstd -q -f a.tar -o a.tar.zst")
+   assert(code == 0, out)
+   return dir .. "/a.tar.zst"
+end
+
+function TestJournal:test_members_cannot_write_clayers_state()
+   local dir = h.tmpdir()
+   local R = dir .. "/R"
+   os.execute("mkdir -p " .. R .. "/var/lib/clayer " .. dir .. "/outside")
+   h.write(R .. "/var/lib/clayer/applied.json", "{}")
+   local cases = {
+      { { name = "var/lib/clayer/lock", link = dir .. "/outside/x" } },
+      { { name = "var/lib/clayer/applied.json", data = "{\"layers\":[]}" } },
+      { { name = "var/lib/clayer/.wh.applied.json" } },
+      { { name = "s", link = "/var/lib/clayer" },
+        { name = "s/env.sh", data = "echo owned" } },
+   }
+   for i, members in ipairs(cases) do
+      local src = archive(dir, members)
+      local res, err, code = tar.extract { root = R, source = src,
+         journal = R .. "/var/lib/clayer/journal" }
+      lu.assertNil(res, "case " .. i)
+      lu.assertEquals(code, "refused", "case " .. i .. ": " .. tostring(err))
+      lu.assertStrContains(err, "state or journal folder")
+      lu.assertEquals(h.read(R .. "/var/lib/clayer/applied.json"), "{}")
+      lu.assertNil(h.read(R .. "/var/lib/clayer/env.sh"))
+      lu.assertEquals(h.sh("ls -A " .. dir .. "/outside"), "")
+   end
+end
