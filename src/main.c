@@ -153,6 +153,30 @@ static void find_overrides(void)
 }
 
 
+/* A file of an override folder, and the folder holding it, must not be
+   writable by others either. */
+static int trusted(const char *file)
+{
+  char dir[4608];
+  char *slash;
+  struct stat st;
+
+  snprintf(dir, sizeof dir, "%s", file);
+  slash = strrchr(dir, '/');
+  if(slash)
+    *slash = '\0';
+  for(const char *p = file; p; p = p == file ? dir : NULL) {
+    if(stat(p, &st) != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
+       (st.st_uid != geteuid() && st.st_uid != 0)) {
+      fprintf(stderr, "clayer: warning: ignoring %s: it or its folder is "
+              "writable by others or owned by another user\n", file);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+
 static int load_file(lua_State *L, const char *name, const char *file)
 {
   if(luaL_loadfilex(L, file, "t") != LUA_OK)
@@ -184,10 +208,10 @@ static int search_clayer(lua_State *L)
   rel[i] = '\0';
   for(d = 0; d < n_overrides; d++) {
     snprintf(file, sizeof file, "%s/%s.lua", overrides[d], rel);
-    if(access(file, R_OK) == 0)
+    if(access(file, R_OK) == 0 && trusted(file))
       return load_file(L, name, file);
     snprintf(file, sizeof file, "%s/%s/init.lua", overrides[d], rel);
-    if(access(file, R_OK) == 0)
+    if(access(file, R_OK) == 0 && trusted(file))
       return load_file(L, name, file);
   }
   for(s = clayer_scripts; s->name; s++) {

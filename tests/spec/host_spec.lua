@@ -63,3 +63,19 @@ function TestHost:test_c_modules_preloaded()
       .. "io.write(type(require(\"clayer.\" .. m)), \" \") end'")
    lu.assertEquals(out, string.rep("table ", 6))
 end
+
+function TestHost:test_world_writable_file_in_override_is_ignored()
+   local dir = h.tmpdir()
+   os.execute("mkdir -p " .. dir .. "/clayer && chmod 755 " .. dir
+      .. " && chmod 777 " .. dir .. "/clayer")
+   h.write(dir .. "/clayer/init.lua", "return { version = 'overridden' }")
+   local out = h.sh("CLAYER_LUA_PATH=" .. dir .. " " .. h.q(h.bin)
+      .. " -e 'print(require(\"clayer\").version)'")
+   lu.assertStrContains(out, "writable by others")
+   lu.assertNotStrContains(out, "overridden")
+   os.execute("chmod 755 " .. dir .. "/clayer && chmod 666 " .. dir
+      .. "/clayer/init.lua")
+   out = h.sh("CLAYER_LUA_PATH=" .. dir .. " " .. h.q(h.bin)
+      .. " -e 'print(require(\"clayer\").version)'")
+   lu.assertNotStrContains(out, "overridden")
+end
