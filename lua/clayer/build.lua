@@ -644,6 +644,9 @@ end
 -- COPY and ADD
 -- ===================================================================
 
+-- The source types COPY and ADD take (symlinks are resolved first).
+local COPYABLE = { file = true, dir = true }
+
 local function is_url(s)
    return s:match("^[hH][tT][tT][pP][sS]?://") ~= nil
 end
@@ -937,6 +940,10 @@ local function copy(ctx, scope, ins)
          why = why and it.url .. ": " .. why
       else
          local st = fs.stat(it.real)
+         if not st or not COPYABLE[st.type] then
+            return fail(ctx, ins, "%s %s: not a regular file or folder", op,
+               it.rel)
+         end
          if st.type == "dir" then
             ok, why = copy_dir(it.real, real, how)
          elseif op == "ADD" and M.is_tar(it.real) then
@@ -959,11 +966,16 @@ ops.COPY = copy
 ops.ADD = copy
 
 --- The digest of a COPY/ADD source for the key: a file's bytes, or a
--- folder's sorted listing of relative paths, modes and contents.
+-- folder's sorted listing of relative paths, modes and contents.  A
+-- FIFO, socket or device is never opened (reading it could block).
+-- @return 64 hex, or nil[, err]
 function M.source_digest(path)
    local st = fs.stat(path)
    if not st then return nil end
-   if st.type ~= "dir" then return hash.file(path) end
+   if st.type == "file" then return hash.file(path) end
+   if st.type ~= "dir" then
+      return nil, path .. ": not a regular file or folder"
+   end
    local m = fs.scan({ "/" }, { root = path, xdev = false })
    if not m then return nil end
    local h = hash.new()
@@ -1031,6 +1043,11 @@ function M.plan(doc, ctx)
                      .. "context %s", op, src, ctx.dir)
                end
                for _, s in ipairs(list) do
+                  local st = fs.stat(s.real)
+                  if st and not COPYABLE[st.type] then
+                     return fail(ctx, ins, "%s %s: not a regular file or "
+                        .. "folder", op, s.rel)
+                  end
                   out.copies[s.rel] = M.source_digest(s.real) or "missing"
                end
             end

@@ -8,7 +8,8 @@ local state = require "clayer.state"
 local M = {}
 
 --- Exit statuses (DESIGN §2).
-M.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CACHE = 3, DRIFT = 4 }
+M.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CACHE = 3, DRIFT = 4,
+   INTERRUPTED = 130 }
 
 local USAGE = [[
 usage: clayer [options] COMMAND [args]
@@ -192,7 +193,7 @@ function M.summary(command, ok, reports, err)
    end
    return { command = command, ok = ok, layers = json.array(layers),
       timings = timings, warnings = json.array(log.warnings),
-      error = err or json.null }
+      error = err and log.redact(err) or json.null }
 end
 
 local commands = {}
@@ -381,12 +382,26 @@ function M.main(argv)
       io.stderr:write("try 'clayer --help'\n")
       return M.EXIT.USAGE
    end
+   if p.opts.root == "" then
+      log.error("--root needs a folder (an empty value is not one)")
+      io.stderr:write("try 'clayer --help'\n")
+      return M.EXIT.USAGE
+   end
    local ok, status, msg, code = pcall(f, p)
+   if not ok and tostring(status):match("interrupted$") then
+      -- SIGINT/SIGTERM: the C side raises "...: interrupted"
+      log.error("interrupted")
+      return M.EXIT.INTERRUPTED
+   end
    if not ok then
       log.error("internal error: " .. tostring(status))
       io.stderr:write("clayer: this is a bug; please report it with the "
          .. "command that caused it\n")
       return M.EXIT.FAILED
+   end
+   if status == nil and code == "interrupted" then
+      log.error("interrupted")
+      return M.EXIT.INTERRUPTED
    end
    if status == nil then
       log.error(msg)

@@ -101,7 +101,7 @@ local function prefetch(l)
    local c = l:open_cache()
    if not (c and c.requests) then return end
    local meta = c:find(l:tag())
-   if type(meta) ~= "table" then return end
+   if type(meta) ~= "table" or layer.check_meta(meta) then return end
    local reqs = c:requests(l:tag(), meta)
    if not reqs then return end
    local dir = fs.mkdtemp("/var/tmp/clayer-prefetch-")

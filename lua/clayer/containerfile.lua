@@ -83,6 +83,9 @@ local function lex_fail(pos, msg)
    error({ lex = msg, pos = pos }, 0)
 end
 
+-- How deep ${V:-${W:-...}} may nest (a bound on the lexer's recursion).
+M.MAX_NESTING = 64
+
 -- The lexer state: st.s the word, st.i the next byte, st.vars, st.esc.
 local process
 
@@ -134,7 +137,13 @@ local function dollar(st)
       lex_fail(start, "unsupported modifier (" .. (colon and ":" or "")
          .. op .. ") in substitution")
    end
+   st.depth = (st.depth or 0) + 1
+   if st.depth > M.MAX_NESTING then
+      lex_fail(start, ("substitutions nested more than %d deep")
+         :format(M.MAX_NESTING))
+   end
    local word = process(st, "}", start)
+   st.depth = st.depth - 1
    local v = value_of(st, name)
    local has = v ~= nil and not (colon and v == "")
    if op == "-" then return has and v or word end
@@ -617,6 +626,20 @@ function handlers.RUN(P, I)
    push(P, I)
 end
 
+--- Whether s is a valid variable name: [A-Za-z_][A-Za-z0-9_]*.  Only
+-- such names are taken: a name is written into `export NAME=...` lines.
+function M.valid_name(s)
+   return type(s) == "string" and s:match("^[A-Za-z_][A-Za-z0-9_]*$") ~= nil
+end
+
+-- Refuse a name that is not a shell variable name.
+local function check_name(P, I, name, off)
+   if not M.valid_name(name) then
+      fail_at(P, I, off, ("%s: invalid variable name '%s': use letters, "
+         .. "digits and '_', not starting with a digit"):format(I.op, name))
+   end
+end
+
 -- A variable name from a raw word: quotes removed, no substitution.
 local function var_name(P, I, raw, off)
    if raw == "" then fail_at(P, I, off, I.op .. " names can not be blank") end
@@ -625,7 +648,9 @@ local function var_name(P, I, raw, off)
       fail_at(P, I, off, "substitution in an " .. I.op
          .. " name is not supported")
    end
-   return M.expand(raw, {}, P.escape)
+   local name = M.expand(raw, {}, P.escape)
+   check_name(P, I, name, off)
+   return name
 end
 
 function handlers.ENV(P, I)
@@ -678,6 +703,7 @@ function handlers.ARG(P, I)
          check_word(P, I, default, w.off + eq)
       end
       if name == "" then fail_at(P, I, w.off, "ARG names can not be blank") end
+      check_name(P, I, name, w.off)
       local each = {}
       for k, v in pairs(I) do each[k] = v end
       each.name, each.default, each.args = name, default, { w.text }
@@ -903,6 +929,14 @@ function M.parse(text, filename, opts)
          .. "UTF-8", filename, enc)
    end
    text = text:gsub("^\xef\xbb\xbf", ""):gsub("\r\n?", "\n")
+   local _, bad = utf8.len(text)
+   if bad then
+      local before = text:sub(1, bad - 1)
+      local _, nl = before:gsub("\n", "")
+      local col = bad - (before:match(".*\n()") or 1) + 1
+      return nil, string.format("%s:%d:%d: not valid UTF-8", filename,
+         nl + 1, col)
+   end
    local lines = {}
    for line in (text:sub(-1) == "\n" and text or text .. "\n")
       :gmatch("(.-)\n") do

@@ -112,14 +112,22 @@ function M.new(o)
    local text, rerr = cf.read(self.file)
    if not text then return nil, rerr, "usage" end
    self.text = text
-   local doc, perr = cf.parse(text, self.display,
+   -- hostile input must give a one-line error, never a Lua error
+   local pok, doc, perr = pcall(cf.parse, text, self.display,
       { unknown = self.policy.unknown_instruction })
+   if not pok then
+      return nil, ("%s: %s"):format(self.display, tostring(doc)), "parse"
+   end
    if not doc then return nil, perr, "parse" end
    self.doc = doc
    for _, w in ipairs(doc.warnings or {}) do log.warn(w) end
    local plan, plerr = build.plan(doc, self:context())
    if not plan then return nil, plerr, "parse" end
    self.plan = plan
+   -- a trial key (compose may add chain keys later, so it is not kept)
+   local kok, kerr = pcall(self.key, self)
+   self._key, self._full, self._extras = nil, nil, nil
+   if not kok then return nil, tostring(kerr), "parse" end
    if self.policy.resolve_refs then
       local ok, referr = self:resolve_refs()
       if not ok then return nil, referr, "cache" end
@@ -256,7 +264,17 @@ local function record(self, report, meta, env)
    if env then
       pairs_ = env
    elseif meta and type(meta.env) == "table" then
-      for k, v in pairs(meta.env) do pairs_[#pairs_ + 1] = { k, v } end
+      for k, v in pairs(meta.env) do
+         -- a name that is not a variable name would run as shell code
+         -- in `eval "$(clayer env)"`: it never becomes state
+         if state.valid_name(k) and type(v) == "string" then
+            pairs_[#pairs_ + 1] = { k, v }
+         else
+            log.warn(("%s: layer.json: ignoring ENV with an invalid "
+               .. "variable name '%s'"):format(report.tag,
+               state.printable(k)))
+         end
+      end
       table.sort(pairs_, function(a, b) return a[1] < b[1] end)
    end
    state.record(st, {
@@ -274,6 +292,71 @@ end
 function Layer:applied()
    local st = state.load(self.state_dir)
    return state.find(st, self:tag()) ~= nil
+end
+
+local function is_hex64(v)
+   return type(v) == "string" and #v == 64 and v:match("^%x+$") ~= nil
+end
+
+local function is_count(v)
+   return math.type(v) == "integer" and v >= 0
+      or math.type(v) == "float" and v >= 0 and v < 2 ^ 53 and v % 1 == 0
+end
+
+--- What is wrong with a cache entry's layer.json (decoded), or nil when
+-- it can be used: a hostile or damaged entry is a corrupt entry, never
+-- a Lua error.
+function M.check_meta(meta)
+   if type(meta) ~= "table" then return "not a JSON object" end
+   local function opt(v) return v == nil or v == json.null end
+   if not (opt(meta.archive_sha256) or is_hex64(meta.archive_sha256)) then
+      return "archive_sha256 is not 64 hex digits"
+   end
+   if not (opt(meta.archive_size) or is_count(meta.archive_size)) then
+      return "archive_size is not a non-negative integer"
+   end
+   local parts = meta.parts
+   if type(parts) ~= "table" or #parts == 0 then
+      return "parts is not a non-empty array"
+   end
+   for k in pairs(parts) do
+      if math.type(k) ~= "integer" or k < 1 or k > #parts then
+         return "parts is not an array"
+      end
+   end
+   for i, p in ipairs(parts) do
+      if type(p) ~= "table" then
+         return ("parts[%d] is not an object"):format(i)
+      elseif type(p.name) ~= "string" then
+         return ("parts[%d].name is not a string"):format(i)
+      elseif not (opt(p.size) or is_count(p.size)) then
+         return ("parts[%d].size is not a non-negative integer"):format(i)
+      elseif not (opt(p.sha256) or is_hex64(p.sha256)) then
+         return ("parts[%d].sha256 is not 64 hex digits"):format(i)
+      end
+   end
+   if not opt(meta.platform) then
+      if type(meta.platform) ~= "table" then
+         return "platform is not an object"
+      end
+      for k, v in pairs(meta.platform) do
+         if type(k) ~= "string" or type(v) ~= "string" then
+            return "platform has a field that is not a string"
+         end
+      end
+   end
+   if not opt(meta.env) then
+      if type(meta.env) ~= "table" then return "env is not an object" end
+      for k, v in pairs(meta.env) do
+         if type(k) ~= "string" or type(v) ~= "string" then
+            return "env has a value that is not a string"
+         end
+      end
+   end
+   if not (opt(meta.workdir) or type(meta.workdir) == "string") then
+      return "workdir is not a string"
+   end
+   return nil
 end
 
 -- Restore from the cache, without building.
@@ -297,6 +380,19 @@ function Layer:_restore(report, force)
       return nil, ("%s: not in %s (this key was never published there; "
          .. "check --cache and --name, or build it)"):format(report.tag,
          c.uri), "miss"
+   end
+   local bad = M.check_meta(meta)
+   if bad then
+      return nil, ("%s: layer.json: %s"):format(report.tag, bad), "corrupt"
+   end
+   -- a JSON null is an absent field
+   for _, k in ipairs { "archive_sha256", "archive_size", "platform", "env",
+         "workdir" } do
+      if meta[k] == json.null then meta[k] = nil end
+   end
+   for _, p in ipairs(meta.parts) do
+      if p.size == json.null then p.size = nil end
+      if p.sha256 == json.null then p.sha256 = nil end
    end
    if not meta.legacy then
       local here = self:platform()
@@ -519,7 +615,7 @@ function Layer:_build(report, publish)
    -- token or credentials is not published and the command fails; the
    -- built system stays and is recorded as applied
    local refusal = publish
-      and require("clayer.secrets").check_layer(self, changes)
+      and require("clayer.secrets").check_layer(self, changes, res.env)
    if refusal then
       report.published = false
       record(self, report, nil, res.env)

@@ -171,11 +171,36 @@ function M.scan(entries, root, policy, opts)
          if #t >= 8 then tokens[#tokens + 1] = t end
       end
    end
+   local function has_token(s)
+      for _, t in ipairs(tokens) do
+         if type(s) == "string" and s:find(t, 1, true) then return true end
+      end
+      return false
+   end
+   -- a path shown in the refusal never shows the token itself
+   local function shown(s)
+      for _, t in ipairs(tokens) do
+         local i, j = s:find(t, 1, true)
+         while i do
+            s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)
+            i, j = s:find(t, i + 3, true)
+         end
+      end
+      return s
+   end
    local found, seen = {}, {}
    for _, e in ipairs(entries) do
       local path = e.path
       local st = not e.whiteout and fs.lstat(root .. path)
-      if st and st.type == "file" then
+      -- the archive holds names and symlink targets too
+      if has_token(path) then
+         found[#found + 1] = { path = shown(path),
+            why = "its name contains the live token" }
+      elseif st and st.type == "link" and has_token(st.target
+            or fs.readlink(root .. path)) then
+         found[#found + 1] = { path = path,
+            why = "symlink target contains the live token" }
+      elseif st and st.type == "file" then
          local id = st.dev .. ":" .. st.ino
          local ok_path = M.allowed(path, allow)
          local why, needs
@@ -240,13 +265,64 @@ function M.live_tokens(cache_opts, extra)
    return out
 end
 
+-- Which of the key's extras lines ("arg:K=V", "salt:S", or the salt
+-- alone) holds a token: a description naming the input, not the value.
+local function extras_culprit(extras, tokens)
+   for line in (extras .. "\n"):gmatch("([^\n]*)\n") do
+      for _, t in ipairs(tokens) do
+         if line:find(t, 1, true) then
+            local kind, name = line:match("^(%a+):([^=]*)=")
+            if kind == "arg" and not name:find(t, 1, true) then
+               return "build arg " .. name
+            end
+            if kind == "salt" or not kind then return "the salt" end
+            return kind .. " input"
+         end
+      end
+   end
+   return nil
+end
+
+--- The live token in what layer.json, applied.json and env.sh carry:
+-- the ENV values and the key's extras (build args, salt).
+-- @param env {{K, V}...} the build's ENV
+-- @param extras the key's extras string
+-- @return nil when clean, or the refusal message (names, never values)
+function M.check_values(tokens, env, extras)
+   local found = {}
+   for _, kv in ipairs(env or {}) do
+      for _, t in ipairs(tokens) do
+         if type(kv[2]) == "string" and kv[2]:find(t, 1, true) then
+            found[#found + 1] = "ENV " .. tostring(kv[1])
+            break
+         end
+      end
+   end
+   local x = type(extras) == "string" and extras_culprit(extras, tokens)
+   if x then found[#found + 1] = x .. " (in the key's extras)" end
+   if #found == 0 then return nil end
+   return "refusing to publish: the live token is in "
+      .. table.concat(found, ", ") .. "; it would be written into "
+      .. "layer.json; the layer was built but not published"
+end
+
 --- The scan of a layer about to be published (called by layer.lua).
 -- @param l the layer (root, policy, cache_opts, an open cache's token)
 -- @param changes the change set
+-- @param env optional: the build's ENV {{K, V}...}; its values and the
+--   key's extras are checked for the live token too
 -- @return nil when clean, or the refusal message
-function M.check_layer(l, changes)
-   local tokens = M.live_tokens(l.cache_opts,
-      { l._cache and l._cache.token })
+function M.check_layer(l, changes, env)
+   local tokens = {}
+   for _, t in ipairs(M.live_tokens(l.cache_opts,
+         { l._cache and l._cache.token })) do
+      if #t >= 8 then tokens[#tokens + 1] = t end
+   end
+   if #tokens > 0 then
+      local _, _, extras = l:key()
+      local msg = M.check_values(tokens, env, extras)
+      if msg then return msg end
+   end
    local found = M.scan(changes.entries, l.root, l.policy,
       { tokens = tokens })
    return found and M.message(found) or nil

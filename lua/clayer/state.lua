@@ -51,15 +51,38 @@ function M.shell_quote(v)
    return "'" .. tostring(v):gsub("'", "'\\''") .. "'"
 end
 
---- The environment of the applied layers, later layers winning.
+--- s for a one-line message: control bytes shown as '?'.
+function M.printable(s)
+   return (tostring(s):gsub("%c", "?"))
+end
+
+--- Whether s is a valid shell variable name ([A-Za-z_][A-Za-z0-9_]*).
+function M.valid_name(s)
+   return type(s) == "string" and s:match("^[A-Za-z_][A-Za-z0-9_]*$") ~= nil
+end
+
+--- The environment of the applied layers, later layers winning.  A pair
+-- whose name is not a valid variable name, or whose value is not a
+-- string, is skipped with a warning: it is never emitted.
 -- @return table name -> value, and the names in first-set order
 function M.environment(st)
    local env, order = {}, {}
    for _, l in ipairs(st.layers) do
-      for _, pair in ipairs(l.env or {}) do
-         local k, v = pair[1], pair[2]
-         if env[k] == nil then order[#order + 1] = k end
-         env[k] = v
+      local list = type(l.env) == "table" and l.env or {}
+      for _, pair in ipairs(list) do
+         local k, v = type(pair) == "table" and pair[1],
+            type(pair) == "table" and pair[2]
+         if not M.valid_name(k) then
+            log.warn(("applied layer %s: skipping ENV with an invalid "
+               .. "variable name '%s'"):format(tostring(l.tag),
+               M.printable(k)))
+         elseif type(v) ~= "string" then
+            log.warn(("applied layer %s: skipping ENV %s: its value is "
+               .. "not a string"):format(tostring(l.tag), k))
+         else
+            if env[k] == nil then order[#order + 1] = k end
+            env[k] = v
+         end
       end
    end
    return env, order

@@ -8,6 +8,8 @@ local cf = require "clayer.containerfile"
 
 local NONE = {}   -- in a 'want' row: this field must be absent
 local BOM = "\xef\xbb\xbf"
+-- the end of the message for a name that is not a variable name
+local NAME_RULE = ": use letters, digits and '_', not starting with a digit"
 local A14_BODY = "set -e\n# shell comment inside the heredoc\n"
    .. "echo one > /opt/t/a14\n"
    .. 'ENV() { echo "ENV got $*" >> /opt/t/a14; }\n'
@@ -346,6 +348,15 @@ local CASES = {
      "ENV A=1\nENV A=2 B=$A C=${A}x\n", env = { A = "2", B = "1", C = "1x" } },
    { "ENV escaped dollar", "ENV A=1 B=\\$A C=\"\\$A\"\n",
      env = { B = "$A", C = "$A" } },
+   { "ENV name that is shell code", 'ENV "X;echo hi;Y"=1\n',
+     err = "CF:1:5: ENV: invalid variable name 'X;echo hi;Y'"
+        .. NAME_RULE },
+   { "ENV name with a dash", "ENV A=1 my-var=2\n",
+     err = "CF:1:9: ENV: invalid variable name 'my-var'" .. NAME_RULE },
+   { "ENV legacy form name starting with a digit", "ENV 9LIVES yes\n",
+     err = "CF:1:5: ENV: invalid variable name '9LIVES'" .. NAME_RULE },
+   { "ENV quoted valid name", "ENV \"_ok9\"=1\n",
+     want = { { pairs = { { "_ok9", "1" } } } } },
 
    -- ARG
    { "ARG without default", "ARG A\n",
@@ -359,6 +370,19 @@ local CASES = {
    { "ARG blank name", "ARG =1\n", err = "CF:1:5: ARG names can not be blank" },
    { "ARG bad default", "ARG V=${A\n",
      err = "CF:1:7: syntax error: missing '}'" },
+   { "ARG name that is shell code", "ARG A;id=1\n",
+     err = "CF:1:5: ARG: invalid variable name 'A;id'" .. NAME_RULE },
+   { "ARG name with a space escaped", "ARG A\\ B\n",
+     err = "CF:1:5: ARG: invalid variable name 'A\\ B'" .. NAME_RULE },
+
+   -- hostile input
+   { "invalid UTF-8", "RUN a\nRUN echo \xff\n",
+     err = "CF:2:10: not valid UTF-8" },
+   { "substitutions nested too deep", "ENV A=" .. ("${A:-"):rep(1000) .. "\n",
+     err = "CF:1:" .. (7 + 5 * 64) .. ": substitutions nested more than "
+        .. "64 deep" },
+   { "substitutions nested 64 deep", "ENV A=" .. ("${A:-"):rep(64) .. "x"
+        .. ("}"):rep(64) .. "\n", env = { A = "x" } },
 
    -- WORKDIR, SHELL, SNAPSHOT
    { "WORKDIR keeps the raw path", "WORKDIR $HOME/my dir\n",

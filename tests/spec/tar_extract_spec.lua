@@ -968,7 +968,7 @@ with archive(OUT) as tf:
    r, err, code = extract(R, a2)
    lu.assertNil(r)
    lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "tar.extract: s/evil: inside the journal")
+   lu.assertStrContains(err, "tar.extract: s/evil: inside clayer's state or journal folder")
    T.all_same(area, s)
    local j = area .. "/J"
    r = assert(extract(R, a, { journal = j }))

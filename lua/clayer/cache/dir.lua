@@ -35,9 +35,12 @@ function Dir:find(tag)
    if not st then return nil end
    local text = fs.read(dir .. "/layer.json")
    if text then
-      local meta, err = json.decode(text)
-      if type(meta) ~= "table" then
-         return nil, dir .. "/layer.json: " .. tostring(err)
+      local ok, meta, err = pcall(json.decode, text)
+      if not ok then meta, err = nil, meta end
+      if type(meta) ~= "table" or getmetatable(meta) ~= nil then
+         -- a scalar, null or an array: unusable, never a Lua error
+         return nil, dir .. "/layer.json: " .. (err and tostring(err)
+            or "not a JSON object")
       end
       meta.created_at = meta.created_at or fs.stat(dir).mtime
       return meta
