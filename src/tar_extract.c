@@ -525,12 +525,25 @@ static int write_data(struct tar_x *x, int fd, struct archive_entry *e)
   return 0;
 }
 
+/* Remember rel as a regular file of this archive (hardlinks may point
+   at it), with the identity it has on disk. */
+static int note_file(struct tar_x *x, const char *rel, const struct stat *st)
+{
+  struct tar_item *it = tar_set_get(&x->set, rel, 1);
+
+  if(!it)
+    return xfail(x, "io", "out of memory");
+  it->flags |= P_FILE;
+  it->dev = st->st_dev;
+  it->ino = st->st_ino;
+  return 0;
+}
+
 /* Create a regular file member: new inode, data, owner, mode, times. */
 static int make_file(struct tar_x *x, int pfd, const char *rel,
                      const char *base, struct archive_entry *e)
 {
   struct timespec ts[2];
-  struct tar_item *it;
   struct stat st;
   mode_t perm = entry_perm(x, e);
   int fd, r = -1;
@@ -552,14 +565,8 @@ static int make_file(struct tar_x *x, int pfd, const char *rel,
     xerrno(x, "utimens");
     goto out;
   }
-  it = tar_set_get(&x->set, rel, 1);
-  if(!it) {
-    xfail(x, "io", "out of memory");
+  if(note_file(x, rel, &st))
     goto out;
-  }
-  it->flags |= P_FILE;
-  it->dev = st.st_dev;
-  it->ino = st.st_ino;
   r = mark(x, fd, NULL, I_MINE);
 out:
   close(fd);
@@ -638,7 +645,6 @@ static int put_nondir(struct tar_x *x, int pfd, const char *prel,
   mode_t type = archive_entry_filetype(e);
   char *tnorm = NULL;
   struct stat st, tst;
-  struct tar_item *it;
   int tfd = -1, r = -1;
 
   if(hard && link_target(x, hard, &tnorm, &tfd, &tname, &tst))
@@ -667,15 +673,7 @@ static int put_nondir(struct tar_x *x, int pfd, const char *prel,
       xerrno(x, "link");
       goto out;
     }
-    it = tar_set_get(&x->set, rel, 1);
-    if(!it) {
-      xfail(x, "io", "out of memory");
-      goto out;
-    }
-    it->flags |= P_FILE;
-    it->dev = tst.st_dev;
-    it->ino = tst.st_ino;
-    r = 0;
+    r = note_file(x, rel, &tst);
   }
   else if(type == AE_IFREG || type == 0)
     r = make_file(x, pfd, rel, base, e);

@@ -16,10 +16,11 @@ function M.secret(value)
    end
 end
 
---- Replace every registered secret in s.
-function M.redact(s)
+--- Replace every registered secret in s (or every value of the list
+-- `values`, when given) by "***".
+function M.redact(s, values)
    s = tostring(s)
-   for _, v in ipairs(secrets) do
+   for _, v in ipairs(values or secrets) do
       local i, j = s:find(v, 1, true)
       while i do
          s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)

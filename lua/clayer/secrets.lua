@@ -5,6 +5,7 @@
 -- token is refused everywhere.  Files over `secrets.max_size` bytes are
 -- judged by their path alone.
 local fs = require "clayer.fs"
+local log = require "clayer.log"
 
 local M = {}
 
@@ -179,14 +180,7 @@ function M.scan(entries, root, policy, opts)
    end
    -- a path shown in the refusal never shows the token itself
    local function shown(s)
-      for _, t in ipairs(tokens) do
-         local i, j = s:find(t, 1, true)
-         while i do
-            s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)
-            i, j = s:find(t, i + 3, true)
-         end
-      end
-      return s
+      return log.redact(s, tokens)
    end
    local found, seen = {}, {}
    for _, e in ipairs(entries) do
