@@ -78,6 +78,8 @@ struct tar_item {
 struct tar_set {
   struct tar_item *items;
   size_t cap, n;
+  char **pool;             /* key storage: 256 KiB blocks, freed together */
+  size_t npool, pool_used;
 };
 
 struct tar_item *tar_set_get(struct tar_set *s, const char *key, int add);

@@ -120,6 +120,41 @@ static int set_grow(struct tar_set *s)
   return 0;
 }
 
+#define POOL_BLOCK 262144
+
+/* A copy of key in the set's pool (one malloc per 256 KiB of keys, not
+   one per key: a restore of many small files keeps a key per file). */
+static char *pool_copy(struct tar_set *s, const char *key)
+{
+  size_t len = strlen(key) + 1;
+  char *p;
+
+  if(len > POOL_BLOCK / 4)
+    len = 0;                          /* a long key gets a block of its own */
+  if(!s->npool || !len || s->pool_used + len > POOL_BLOCK) {
+    size_t size = len ? POOL_BLOCK : strlen(key) + 1;
+    char **pool = realloc(s->pool, (s->npool + 1) * sizeof(*pool));
+
+    if(!pool)
+      return NULL;
+    s->pool = pool;
+    s->pool[s->npool] = malloc(size);
+    if(!s->pool[s->npool])
+      return NULL;
+    s->npool++;
+    if(!len) {
+      strcpy(s->pool[s->npool - 1], key);
+      s->pool_used = POOL_BLOCK;      /* the next key starts a new block */
+      return s->pool[s->npool - 1];
+    }
+    s->pool_used = 0;
+  }
+  p = s->pool[s->npool - 1] + s->pool_used;
+  memcpy(p, key, len);
+  s->pool_used += len;
+  return p;
+}
+
 struct tar_item *tar_set_get(struct tar_set *s, const char *key, int add)
 {
   size_t k;
@@ -134,12 +169,12 @@ struct tar_item *tar_set_get(struct tar_set *s, const char *key, int add)
   }
   if(!add)
     return NULL;
-  if((s->n + 1) * 2 > s->cap && set_grow(s))
+  if((s->n + 1) * 4 > s->cap * 3 && set_grow(s))   /* at most 3/4 full */
     return NULL;
   k = hash_str(key) & (s->cap - 1);
   while(s->items[k].key)
     k = (k + 1) & (s->cap - 1);
-  s->items[k].key = strdup(key);
+  s->items[k].key = pool_copy(s, key);
   if(!s->items[k].key)
     return NULL;
   s->n++;
@@ -150,8 +185,9 @@ void tar_set_free(struct tar_set *s)
 {
   size_t i;
 
-  for(i = 0; i < s->cap; i++)
-    free(s->items[i].key);
+  for(i = 0; i < s->npool; i++)
+    free(s->pool[i]);
+  free(s->pool);
   free(s->items);
   memset(s, 0, sizeof(*s));
 }
@@ -568,8 +604,9 @@ int tj_is_journal(struct tar_journal *j, const struct stat *st)
   /* the journal's parent is clayer's state folder (applied.json, the
      lock): no member may write into it either */
   if(j->nchain && st->st_dev == j->chain[0].dev &&
-     st->st_ino == j->chain[0].ino)
-    return 1;
+     st->st_ino == j->chain[0].ino &&
+     !(st->st_dev == j->root_dev && st->st_ino == j->root_ino))
+    return 1;   /* (unless the journal sits right in R) */
   for(i = 0; i < j->nfallback; i++)
     if(st->st_dev == j->fallback_st[i].st_dev &&
        st->st_ino == j->fallback_st[i].st_ino)

@@ -88,3 +88,18 @@ function TestJournal:test_members_cannot_write_clayers_state()
       lu.assertEquals(h.sh("ls -A " .. dir .. "/outside"), "")
    end
 end
+
+function TestJournal:test_journal_right_below_the_root_protects_only_itself()
+   local dir = h.tmpdir()
+   local R = dir .. "/R"
+   os.execute("mkdir -p " .. R)
+   local src = archive(dir, { { name = "opt/x", data = "x" } })
+   local res, err = tar.extract { root = R, source = src,
+      journal = R .. "/j" }
+   lu.assertNotNil(res, err)
+   lu.assertEquals(h.read(R .. "/opt/x"), "x")
+   src = archive(dir, { { name = "j/log", data = "x" } })
+   res, err = tar.extract { root = R, source = src, journal = R .. "/j" }
+   lu.assertNil(res)
+   lu.assertStrContains(err, "state or journal folder")
+end
