@@ -6,6 +6,7 @@ local fs = require "clayer.fs"
 local hash = require "clayer.hash"
 local http = require "clayer.http"
 local proc = require "clayer.proc"
+local tar = require "clayer.tar"
 local log = require "clayer.log"
 
 local M = {}
@@ -316,10 +317,9 @@ function M.is_tar(file)
    return false
 end
 
--- Unpack a tar archive (compression found by content) into the folder
--- real; extra: more tar arguments.
-local function untar(file, real, extra)
-   local argv = { "tar", "-x", "--no-overwrite-dir", "-f", file, "-C", real }
+-- Run GNU tar to unpack file into the folder dir.
+local function gnu_untar(file, dir, extra)
+   local argv = { "tar", "-x", "--no-overwrite-dir", "-f", file, "-C", dir }
    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
    local r, err = proc.run(argv, { tail_lines = 5 })
    if not r then return nil, err end
@@ -329,8 +329,52 @@ local function untar(file, real, extra)
    return true
 end
 
+local scratch
+
+-- Below --root, GNU tar (running on the host) would follow an absolute
+-- symlink of the root out of it.  So unpack into a scratch folder first,
+-- then bring the files in through clayer's own extractor, which resolves
+-- every path inside the root.
+local function untar_in_root(ctx, file, logical, extra)
+   local tmp, err = scratch()
+   if not tmp then return nil, err end
+   local ok, why = (function()
+      local stage = tmp .. "/tree"
+      local mok, merr = fs.mkdirp(stage .. logical, 493)
+      if not mok then return nil, merr end
+      local uok, uerr = gnu_untar(file, stage .. logical, extra)
+      if not uok then return nil, uerr end
+      local m, serr = fs.scan({ logical }, { root = stage, xdev = false })
+      if not m then return nil, serr end
+      local entries = {}
+      for _, p in ipairs(m:paths()) do
+         if p ~= logical then entries[#entries + 1] = { path = p } end
+      end
+      if #entries == 0 then return true end
+      local ar, aerr = tar.create { output = tmp .. "/in.tar.zst",
+         root = stage, entries = entries, level = 1 }
+      if not ar then return nil, aerr end
+      local res, xerr = tar.extract { root = ctx.root,
+         source = tmp .. "/in.tar.zst", sha256 = ar.sha256,
+         journal = ctx.root .. "/var/lib/clayer/journal" }
+      if not res then return nil, xerr end
+      return true
+   end)()
+   fs.rmtree(tmp)
+   return ok, why
+end
+
+-- Unpack a tar archive (compression found by content) into the folder
+-- `logical` of the root; extra: more tar arguments.
+local function untar(ctx, file, logical, extra)
+   if ctx.root == "" then
+      return gnu_untar(file, logical, extra)
+   end
+   return untar_in_root(ctx, file, logical, extra)
+end
+
 -- A temporary folder for downloads, outside the root.
-local function scratch()
+function scratch()
    local d = fs.mkdtemp("/tmp/clayer-fetch-")
    if not d then d = fs.mkdtemp("/var/tmp/clayer-fetch-") end
    if not d then return nil, "cannot make a temporary folder in /tmp" end
@@ -503,7 +547,7 @@ function ops.FETCH(ctx, scope, ins)
          if strip > 0 then
             extra[#extra + 1] = "--strip-components=" .. strip
          end
-         local uok, uerr = untar(file, real, extra)
+         local uok, uerr = untar(ctx, file, logical, extra)
          if not uok then return nil, "unpacking " .. url .. ": " .. uerr end
          return true
       end
@@ -950,7 +994,8 @@ local function copy(ctx, scope, ins)
             local made
             made, why = mkdirs(real)
             if made then
-               ok, why = untar(it.real, real, { "--numeric-owner" })
+               ok, why = untar(ctx, it.real, real_logical,
+                  { "--numeric-owner" })
             end
          else
             ok, why = copy_file(it.real, target_of(basename(it.rel)), how)

@@ -366,3 +366,22 @@ function TestHardening:test_empty_root_is_a_usage_error()
    end
    lu.assertNil(h.read(top .. "/ctx/etc/built"))
 end
+
+-- ADD of a local tarball below --root: an absolute symlink of the root
+-- resolves inside the root, never to the host's path.
+function TestHardening:test_add_tarball_stays_inside_the_root()
+   local top = setup("ADD t.tar /opt/app/\n")
+   local outside = top .. "/outside"
+   os.execute("mkdir -p " .. outside .. " " .. top .. "/src/sub")
+   h.write(top .. "/src/sub/pwned", "x")
+   assert(h.sh("tar -C " .. top .. "/src -cf " .. top .. "/ctx/t.tar sub"))
+   local root = fresh(top, "r1")
+   -- the link's target exists in the root too, as /var/run -> /run does
+   os.execute("mkdir -p " .. root .. "/opt/app " .. root .. outside
+      .. " && ln -s " .. outside .. " " .. root .. "/opt/app/sub")
+   local out, code = clayer(top, "build Containerfile --no-push --root "
+      .. root)
+   lu.assertEquals(code, 0, out)
+   lu.assertEquals(h.sh("ls -A " .. outside), "")
+   lu.assertEquals(h.read(root .. outside .. "/pwned"), "x")
+end
