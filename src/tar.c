@@ -8,15 +8,20 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "tar_internal.h"
 
 #define TAR_BUFSIZE (1 << 20)   /* file reads: large, few syscalls */
+#define PIPE_BLOCK (1 << 20)    /* decompressed bytes handed over at once */
+#define PIPE_DEPTH 4            /* blocks in flight */
 
 /* Raise on an option that is not in the NULL-terminated list known. */
 void tar_check_options(lua_State *L, int idx, const char *const *known)
@@ -258,15 +263,15 @@ static ssize_t part_read(struct tar_in *in, const void **out)
   return n;
 }
 
-/* Tell the progress function how far the stream is. */
-static int report(struct tar_in *in)
+/* Tell the progress function how far the stream is: total bytes. */
+static int report(struct tar_in *in, long long total)
 {
   lua_State *L = in->L;
 
   if(!in->progress)
     return 0;
   lua_getfield(L, in->progress, "progress");
-  lua_pushinteger(L, in->total);
+  lua_pushinteger(L, total);
   if(lua_pcall(L, 1, 0, 0) != LUA_OK) {
     in_fail(in, "interrupted", "progress: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -275,8 +280,9 @@ static int report(struct tar_in *in)
   return 0;
 }
 
-/* The next bytes of the stream: > 0 at *out, 0 at the end, -1 failed. */
-static ssize_t in_next(struct tar_in *in, const void **out)
+/* The next bytes of the compressed stream, hashed and checked: > 0 at
+   *out, 0 at the end, -1 failed.  No Lua: the pipe's thread calls it. */
+static ssize_t raw_next(struct tar_in *in, const void **out)
 {
   ssize_t n;
 
@@ -307,10 +313,204 @@ static ssize_t in_next(struct tar_in *in, const void **out)
     if(in->want_size >= 0 && in->total > in->want_size)
       return in_fail(in, "digest", "archive is over %lld bytes, expected "
                      "%lld", in->total - 1, in->want_size);
-    if(report(in))
-      return -1;
     return n;
   }
+}
+
+/* {==================================================================
+ * The pipe: for zstd archives, a thread reads the parts, hashes them and
+ * decompresses, while the calling thread parses and writes the members
+ * (libarchive then reads plain tar).  Blocks of decompressed bytes go
+ * through a small bounded queue.  Only the calling thread runs Lua
+ * (progress), and it reads the input's failure only after the thread
+ * has said it is done.
+ * ===================================================================
+ */
+struct pipe_block {
+  unsigned char *data;
+  size_t len;
+  long long total;         /* compressed bytes read so far */
+};
+
+struct tar_pipe {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct pipe_block q[PIPE_DEPTH];
+  size_t head, count;
+  int done;                /* the thread finished: in->code says how */
+  int stop;                /* the reader gives up: the thread stops */
+  unsigned char *held;     /* the block the reader has now */
+};
+
+/* Hand a filled block to the reader; 0, or -1 when told to stop. */
+static int pipe_put(struct tar_pipe *pp, unsigned char *data, size_t len,
+                    long long total)
+{
+  pthread_mutex_lock(&pp->mu);
+  while(pp->count == PIPE_DEPTH && !pp->stop)
+    pthread_cond_wait(&pp->cv, &pp->mu);
+  if(pp->stop) {
+    pthread_mutex_unlock(&pp->mu);
+    free(data);
+    return -1;
+  }
+  pp->q[(pp->head + pp->count) % PIPE_DEPTH] =
+    (struct pipe_block){ data, len, total };
+  pp->count++;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  return 0;
+}
+
+static void *pipe_main(void *arg)
+{
+  struct tar_in *in = arg;
+  struct tar_pipe *pp = in->pipe;
+  ZSTD_DStream *z = ZSTD_createDStream();
+  unsigned char *out = NULL;
+  size_t olen = 0, zr = 1;
+  int bad = 0;             /* not zstd data: read on, for the digest */
+
+  if(!z)
+    in_fail(in, "io", "out of memory");
+  for(;;) {
+    const void *p;
+    ssize_t n = z ? raw_next(in, &p) : -1;
+    ZSTD_inBuffer ib;
+
+    if(n <= 0) {
+      if(n == 0 && !bad && zr != 0)
+        in_fail(in, "truncated", "truncated archive: the zstd stream "
+                "ends in the middle of a frame");
+      break;
+    }
+    ib = (ZSTD_inBuffer){ p, (size_t)n, 0 };
+    while(!bad && ib.pos < ib.size) {
+      ZSTD_outBuffer ob;
+
+      if(!out && !(out = malloc(PIPE_BLOCK))) {
+        in_fail(in, "io", "out of memory");
+        goto end;
+      }
+      ob = (ZSTD_outBuffer){ out, PIPE_BLOCK, olen };
+      zr = ZSTD_decompressStream(z, &ob, &ib);
+      olen = ob.pos;
+      if(ZSTD_isError(zr)) {
+        bad = 1;
+        snprintf(in->msg, sizeof(in->msg), "%s", ZSTD_getErrorName(zr));
+        break;
+      }
+      if(olen == PIPE_BLOCK) {
+        if(pipe_put(pp, out, olen, in->total))
+          goto end;
+        out = NULL;
+        olen = 0;
+      }
+    }
+  }
+  if(olen && !in->code && !bad) {
+    if(pipe_put(pp, out, olen, in->total) == 0)
+      out = NULL;
+  }
+  if(bad && !in->code) {
+    char why[sizeof(in->msg)];
+
+    snprintf(why, sizeof(why), "%s", in->msg);
+    in->msg[0] = '\0';
+    in_fail(in, "format", "not a zstd-compressed tar (%s)", why);
+  }
+end:
+  free(out);
+  ZSTD_freeDStream(z);
+  pthread_mutex_lock(&pp->mu);
+  pp->done = 1;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  return NULL;
+}
+
+/* The reader's side: the next block, 0 at the end, -1 failed. */
+static ssize_t pipe_next(struct tar_in *in, const void **out)
+{
+  struct tar_pipe *pp = in->pipe;
+  struct pipe_block b;
+
+  free(pp->held);
+  pp->held = NULL;
+  pthread_mutex_lock(&pp->mu);
+  while(!pp->count && !pp->done)
+    pthread_cond_wait(&pp->cv, &pp->mu);
+  if(!pp->count) {
+    pthread_mutex_unlock(&pp->mu);
+    return in->code ? -1 : 0;
+  }
+  b = pp->q[pp->head];
+  pp->head = (pp->head + 1) % PIPE_DEPTH;
+  pp->count--;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  pp->held = b.data;
+  *out = b.data;
+  if(report(in, b.total))
+    return -1;
+  return (ssize_t)b.len;
+}
+
+static int pipe_start(struct tar_in *in)
+{
+  struct tar_pipe *pp = calloc(1, sizeof(*pp));
+
+  if(!pp)
+    return in_fail(in, "io", "out of memory");
+  pthread_mutex_init(&pp->mu, NULL);
+  pthread_cond_init(&pp->cv, NULL);
+  in->pipe = pp;
+  if(pthread_create(&pp->thread, NULL, pipe_main, in)) {
+    in->pipe = NULL;
+    pthread_mutex_destroy(&pp->mu);
+    pthread_cond_destroy(&pp->cv);
+    free(pp);
+    return in_fail(in, "io", "cannot start the reader thread");
+  }
+  return 0;
+}
+
+/* Stop the thread (when it is not done yet) and free the pipe. */
+static void pipe_end(struct tar_in *in)
+{
+  struct tar_pipe *pp = in->pipe;
+  size_t i;
+
+  if(!pp)
+    return;
+  pthread_mutex_lock(&pp->mu);
+  pp->stop = 1;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  pthread_join(pp->thread, NULL);
+  for(i = 0; i < pp->count; i++)
+    free(pp->q[(pp->head + i) % PIPE_DEPTH].data);
+  free(pp->held);
+  pthread_mutex_destroy(&pp->mu);
+  pthread_cond_destroy(&pp->cv);
+  free(pp);
+  in->pipe = NULL;
+}
+
+/* }================================================================== */
+
+/* The next bytes for libarchive: > 0 at *out, 0 at the end, -1 failed. */
+static ssize_t in_next(struct tar_in *in, const void **out)
+{
+  ssize_t n;
+
+  if(in->pipe)
+    return pipe_next(in, out);
+  n = raw_next(in, out);
+  if(n > 0 && report(in, in->total))
+    return -1;
+  return n;
 }
 
 static la_ssize_t in_read(struct archive *a, void *ud, const void **out)
@@ -352,7 +552,13 @@ int tar_in_open(struct tar_in *in, enum tar_format fmt, struct archive **ap)
   EVP_DigestInit_ex(in->whole, EVP_sha256(), NULL);
   EVP_DigestInit_ex(in->part, EVP_sha256(), NULL);
   archive_read_support_format_tar(a);
-  if(fmt & TAR_ZSTD)
+  if(fmt == TAR_ZSTD) {
+    /* decompressed on the pipe's thread; libarchive reads plain tar */
+    *ap = a;
+    if(pipe_start(in))
+      return -1;
+  }
+  else if(fmt & TAR_ZSTD)
     archive_read_support_filter_zstd(a);
   if(fmt & TAR_GZIP)
     archive_read_support_filter_gzip(a);
@@ -369,7 +575,9 @@ int tar_in_check_filter(struct tar_in *in, struct archive *a,
 {
   int code = archive_filter_code(a, 0);
 
-  if(archive_filter_count(a) == 2 &&
+  if(in->pipe && archive_filter_count(a) == 1)
+    return 0;   /* the pipe decompressed zstd: nothing else gets there */
+  if(!in->pipe && archive_filter_count(a) == 2 &&
      ((code == ARCHIVE_FILTER_ZSTD && (fmt & TAR_ZSTD)) ||
       (code == ARCHIVE_FILTER_GZIP && (fmt & TAR_GZIP))))
     return 0;
@@ -388,13 +596,20 @@ void tar_in_fail(struct tar_in *in, struct archive *a)
 {
   const char *why = archive_error_string(a);
   char text[256];
-  int ended = in->cur >= in->nparts;
+  int ended;
 
-  if(in->code)
-    return;
   snprintf(text, sizeof(text), "%s", why ? why : "unreadable archive");
-  if(tar_in_drain(in) < 0)
-    return;
+  if(in->pipe) {
+    /* the thread's state is ours only once it is done: drain first */
+    if(tar_in_drain(in) < 0 || in->code)
+      return;
+    ended = 1;
+  }
+  else {
+    ended = in->cur >= in->nparts;
+    if(in->code || tar_in_drain(in) < 0)
+      return;
+  }
   if(ended && in->started)
     in_fail(in, "truncated", "truncated archive: %s", text);
   else
@@ -403,6 +618,7 @@ void tar_in_fail(struct tar_in *in, struct archive *a)
 
 void tar_in_free(struct tar_in *in)
 {
+  pipe_end(in);   /* first: the thread uses everything below */
   if(in->fd >= 0)
     close(in->fd);
   in->fd = -1;

@@ -44,6 +44,8 @@ struct tar_in {
   const char *code;        /* failure found by the reader, or NULL */
   char msg[512];
   char sha[65];            /* digest of the whole stream once eof */
+  struct tar_pipe *pipe;   /* zstd: reading, hashing and decompressing on
+                              a thread of its own (tar.c), or NULL */
 };
 
 /* Ask for the archive's compression: zstd, gzip or either. */
