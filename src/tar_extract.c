@@ -283,47 +283,37 @@ static int move_old(struct tar_x *x, int pfd, const char *prel,
   return 0;
 }
 
+/* One folder of walk_up: refuse the journal, mark the rest; 1 stops. */
+static int visit_ancestor(void *arg, const struct stat *st)
+{
+  struct tar_x *x = arg;
+  struct tar_item *it;
+
+  if(tj_is_journal(&x->j, st))
+    return xfail(x, "refused", "inside clayer's state or journal folder");
+  it = inode(x, st, 1);
+  if(!it)
+    return xfail(x, "io", "out of memory");
+  /* checked before, and no folder went into the journal since */
+  if((it->flags & I_ANC) && it->gen == x->gen)
+    return 1;
+  it->flags |= I_ANC;
+  it->gen = x->gen;
+  return 0;
+}
+
 /*
  * Walk up from the new parent folder fd to R: refuse the journal, and
  * mark each folder as holding members (for opaque whiteouts).
  */
 static int walk_up(struct tar_x *x, int fd)
 {
-  struct tar_item *it;
-  struct stat st, prev;
-  int cur = dup(fd), up, depth, r = 0;
+  int r = tar_walk_up(fd, x->root_st.st_dev, x->root_st.st_ino,
+                      visit_ancestor, x);
 
-  memset(&prev, 0, sizeof(prev));
-  for(depth = 0; cur >= 0 && depth < 4096; depth++) {
-    if(fstat(cur, &st)) {
-      r = xerrno(x, "stat");
-      break;
-    }
-    if(tj_is_journal(&x->j, &st)) {
-      r = xfail(x, "refused", "inside clayer's state or journal folder");
-      break;
-    }
-    it = inode(x, &st, 1);
-    if(!it) {
-      r = xfail(x, "io", "out of memory");
-      break;
-    }
-    /* checked before, and no folder went into the journal since */
-    if((it->flags & I_ANC) && it->gen == x->gen)
-      break;
-    it->flags |= I_ANC;
-    it->gen = x->gen;
-    if((st.st_dev == x->root_st.st_dev && st.st_ino == x->root_st.st_ino) ||
-       (depth && st.st_dev == prev.st_dev && st.st_ino == prev.st_ino))
-      break;
-    prev = st;
-    up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    close(cur);
-    cur = up;
-  }
-  if(cur >= 0)
-    close(cur);
-  return r;
+  if(r == -2)
+    return xerrno(x, "stat");
+  return r < 0 ? -1 : 0;
 }
 
 /* Make the missing folders of prel one by one; return its fd. */

@@ -121,6 +121,15 @@ int tj_created(struct tar_journal *j, const char *rel);
 int tj_meta(struct tar_journal *j, const char *rel, const struct stat *st);
 int tj_move(struct tar_journal *j, int pfd, const char *prel,
             const char *name);
+/*
+ * Call visit(arg, st) for the folder fd and each folder above it, up to
+ * the folder (rdev, rino) or /.  visit returns 0 to go on, anything else
+ * to stop with that value.  Returns visit's last answer, or -2 when a
+ * folder could not be stat'ed (errno).
+ */
+int tar_walk_up(int fd, dev_t rdev, ino_t rino,
+                int (*visit)(void *arg, const struct stat *st), void *arg);
+
 /* Whether parent is the journal folder itself. */
 int tj_is_inside_parent(struct tar_journal *j, const struct stat *parent);
 int tj_protected(struct tar_journal *j, const struct stat *parent,

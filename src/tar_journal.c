@@ -614,23 +614,21 @@ int tj_is_journal(struct tar_journal *j, const struct stat *st)
   return 0;
 }
 
-int tj_inside(struct tar_journal *j, int fd)
+int tar_walk_up(int fd, dev_t rdev, ino_t rino,
+                int (*visit)(void *arg, const struct stat *st), void *arg)
 {
   struct stat st, prev;
-  int cur, up, depth, r = 0;
+  int cur = dup(fd), up, depth, r = 0;
 
-  if(!j->nchain && !j->nfallback)
-    return 0;
-  cur = dup(fd);
   memset(&prev, 0, sizeof(prev));
   for(depth = 0; cur >= 0 && depth < 4096; depth++) {
-    if(fstat(cur, &st))
-      break;
-    if(tj_is_journal(j, &st)) {
-      r = 1;
+    if(fstat(cur, &st)) {
+      r = -2;
       break;
     }
-    if((st.st_dev == j->root_dev && st.st_ino == j->root_ino) ||
+    if((r = visit(arg, &st)) != 0)
+      break;
+    if((st.st_dev == rdev && st.st_ino == rino) ||
        (depth && st.st_dev == prev.st_dev && st.st_ino == prev.st_ino))
       break;
     prev = st;
@@ -641,6 +639,18 @@ int tj_inside(struct tar_journal *j, int fd)
   if(cur >= 0)
     close(cur);
   return r;
+}
+
+static int visit_journal(void *arg, const struct stat *st)
+{
+  return tj_is_journal(arg, st);
+}
+
+int tj_inside(struct tar_journal *j, int fd)
+{
+  if(!j->nchain && !j->nfallback)
+    return 0;
+  return tar_walk_up(fd, j->root_dev, j->root_ino, visit_journal, j) == 1;
 }
 
 /* The real path of an open fd, or NULL. */
