@@ -44,7 +44,7 @@ boot '
   clayer restore Containerfile --cache "dir:$T/cache"
 '
 b=$(awk '{printf "%.1f", $2 - $1}' "$T/build.time")
-r=$(awk '{printf "%.1f", $2 - $1}' "$T/restore.time")
+r=$(awk '{printf "%.2f", $2 - $1}' "$T/restore.time")
 echo
 echo "build:   ${b} s  (apt-get update + install, snapshot, compress)"
 echo "restore: ${r} s  (one archive, checked and unpacked)"
