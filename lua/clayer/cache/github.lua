@@ -663,13 +663,17 @@ function GH:publish(tag, dir, meta)
       path = self.base .. "/releases",
       body = { tag_name = tag, name = tag, draft = true, prerelease = true,
          body = "clayer layer " .. tag } }, { 201 })
-   if not draft then
-      if code == 422 then
-         if self:release(tag) then return "exists" end
-         if reserved(res) then
-            return nil, immutable_msg(self) .. ": " .. err
-         end
+   -- a 422 on create or publish: someone else's release holds the tag
+   -- (theirs wins), or an immutable release once held it
+   local function taken(why, answer)
+      if self:release(tag) then return "exists" end
+      if reserved(answer) then
+         return nil, immutable_msg(self) .. ": " .. why
       end
+      return nil, why
+   end
+   if not draft then
+      if code == 422 then return taken(err, res) end
       return nil, err
    end
    local function upload_all()
@@ -701,13 +705,7 @@ function GH:publish(tag, dir, meta)
          end
       end
       self:delete_release(draft.id)
-      if code == 422 then
-         -- someone else published this tag first: theirs wins
-         if self:release(tag) then return "exists" end
-         if reserved(res) then
-            return nil, immutable_msg(self) .. ": " .. err
-         end
-      end
+      if code == 422 then return taken(err, res) end
       return nil, err
    end
    self.releases[tag] = done
