@@ -27,6 +27,9 @@ int luaopen_clayer_json(lua_State *L);
 /* tar.create lives in tar_write.c; tar.c registers it. */
 int clayer_tar_create(lua_State *L);
 
+/* Put the C modules above into package.preload as "clayer.<name>". */
+void clayer_preload(lua_State *L);
+
 /*
  * A pull stream of bytes that one module produces and another consumes
  * without Lua in between: clayer.http's download streams feed

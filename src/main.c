@@ -263,23 +263,10 @@ static int luaopen_clayer_embedded(lua_State *L)
 
 static void open_clayer(lua_State *L)
 {
-  static const luaL_Reg mods[] = {
-    {"clayer.hash", luaopen_clayer_hash},
-    {"clayer.fs", luaopen_clayer_fs},
-    {"clayer.proc", luaopen_clayer_proc},
-    {"clayer.tar", luaopen_clayer_tar},
-    {"clayer.http", luaopen_clayer_http},
-    {"clayer.json", luaopen_clayer_json},
-    {"clayer.embedded", luaopen_clayer_embedded},
-    {NULL, NULL}
-  };
-  const luaL_Reg *m;
-
+  clayer_preload(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for(m = mods; m->name; m++) {
-    lua_pushcfunction(L, m->func);
-    lua_setfield(L, -2, m->name);
-  }
+  lua_pushcfunction(L, luaopen_clayer_embedded);
+  lua_setfield(L, -2, "clayer.embedded");
   lua_pop(L, 1);
 
   /* package.searchers: preload, clayer, then the usual Lua and C paths */

@@ -115,3 +115,24 @@ void clayer_hex(const unsigned char *bytes, size_t n, char *out)
   }
   out[2 * n] = '\0';
 }
+
+void clayer_preload(lua_State *L)
+{
+  static const luaL_Reg mods[] = {
+    {"clayer.hash", luaopen_clayer_hash},
+    {"clayer.fs", luaopen_clayer_fs},
+    {"clayer.proc", luaopen_clayer_proc},
+    {"clayer.tar", luaopen_clayer_tar},
+    {"clayer.http", luaopen_clayer_http},
+    {"clayer.json", luaopen_clayer_json},
+    {NULL, NULL}
+  };
+  const luaL_Reg *m;
+
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for(m = mods; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}

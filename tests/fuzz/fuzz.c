@@ -65,26 +65,6 @@ static void die(const char *what)
   abort();
 }
 
-static void preload(lua_State *S)
-{
-  static const luaL_Reg mods[] = {
-    {"clayer.hash", luaopen_clayer_hash},
-    {"clayer.fs", luaopen_clayer_fs},
-    {"clayer.proc", luaopen_clayer_proc},
-    {"clayer.tar", luaopen_clayer_tar},
-    {"clayer.http", luaopen_clayer_http},
-    {"clayer.json", luaopen_clayer_json},
-    {NULL, NULL}
-  };
-  const luaL_Reg *m;
-
-  luaL_getsubtable(S, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for(m = mods; m->name; m++) {
-    lua_pushcfunction(S, m->func);
-    lua_setfield(S, -2, m->name);
-  }
-  lua_pop(S, 1);
-}
 
 /* At exit: the driver's teardown (removes its scratch area). */
 static void teardown(void)
@@ -108,7 +88,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   if(L == NULL)
     abort();
   luaL_openlibs(L);
-  preload(L);
+  clayer_preload(L);
   /* package.path: the repository's scripts and the drivers */
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s/tests/fuzz/?.lua",
