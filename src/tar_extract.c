@@ -25,10 +25,9 @@
 #include "tar_internal.h"
 
 /* Flags of member paths in the set. */
-#define P_FILE      1    /* a regular file of this archive (dev, ino) */
 #define P_WHITEOUT  2    /* this archive removed what was there */
 
-/* Flags of inodes ("#dev:ino") in the set. */
+/* Flags of inodes in the inode set. */
 #define I_MINE      4    /* made or kept as a member of this archive */
 #define I_ANC       8    /* a folder holding members of this archive */
 #define I_CREATED  16    /* a folder made by this run */
@@ -50,14 +49,15 @@ struct tar_x {
   struct tar_in *in;
   struct tar_journal j;
   int jopen;
-  struct tar_set set;
+  struct tar_set set;       /* whiteout'ed paths */
+  struct tar_iset inodes;   /* made or passed by this run */
   int rootfd;
   struct stat root_st;
   int owners, allow_special;
   uid_t euid;
   gid_t egid;
   long long max_bytes, bytes, files;
-  unsigned long gen;       /* folders moved into the journal so far */
+  unsigned gen;            /* folders moved into the journal so far */
   struct dir_meta *dirs;
   size_t ndirs, capdirs;
   char *pc_rel;            /* the last parent folder opened, and its fd */
@@ -195,35 +195,37 @@ static char *join(const char *parent, const char *name)
 }
 
 /* The set item of an inode, added when add. */
-static struct tar_item *inode(struct tar_x *x, const struct stat *st,
-                              int add)
+static struct tar_inode *inode(struct tar_x *x, const struct stat *st,
+                               int add)
 {
-  char key[64];
-
-  snprintf(key, sizeof(key), "#%llx:%llx", (unsigned long long)st->st_dev,
-           (unsigned long long)st->st_ino);
-  return tar_set_get(&x->set, key, add);
+  return tar_iset_get(&x->inodes, st->st_dev, st->st_ino, add);
 }
 
-/* Add flags to the inode of fd (or of name in fd when name). */
-static int mark(struct tar_x *x, int fd, const char *name, unsigned flags)
+/* Add flags to the inode st. */
+static int mark_st(struct tar_x *x, const struct stat *st, unsigned flags)
 {
-  struct tar_item *it;
-  struct stat st;
+  struct tar_inode *it = inode(x, st, 1);
 
-  if(name ? fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) : fstat(fd, &st))
-    return xerrno(x, "stat");
-  it = inode(x, &st, 1);
   if(!it)
     return xfail(x, "io", "out of memory");
   it->flags |= flags;
   return 0;
 }
 
+/* Add flags to the inode of fd (or of name in fd when name). */
+static int mark(struct tar_x *x, int fd, const char *name, unsigned flags)
+{
+  struct stat st;
+
+  if(name ? fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) : fstat(fd, &st))
+    return xerrno(x, "stat");
+  return mark_st(x, &st, flags);
+}
+
 /* Journal the metadata of folder fd (at rel) before its first change. */
 static int touch(struct tar_x *x, int fd, const char *rel)
 {
-  struct tar_item *it;
+  struct tar_inode *it;
   struct stat st;
 
   if(fstat(fd, &st))
@@ -287,7 +289,7 @@ static int move_old(struct tar_x *x, int pfd, const char *prel,
 static int visit_ancestor(void *arg, const struct stat *st)
 {
   struct tar_x *x = arg;
-  struct tar_item *it;
+  struct tar_inode *it;
 
   if(tj_is_journal(&x->j, st))
     return xfail(x, "refused", "inside clayer's state or journal folder");
@@ -515,23 +517,9 @@ static int write_data(struct tar_x *x, int fd, struct archive_entry *e)
   return 0;
 }
 
-/* Remember rel as a regular file of this archive (hardlinks may point
-   at it), with the identity it has on disk. */
-static int note_file(struct tar_x *x, const char *rel, const struct stat *st)
-{
-  struct tar_item *it = tar_set_get(&x->set, rel, 1);
-
-  if(!it)
-    return xfail(x, "io", "out of memory");
-  it->flags |= P_FILE;
-  it->dev = st->st_dev;
-  it->ino = st->st_ino;
-  return 0;
-}
-
 /* Create a regular file member: new inode, data, owner, mode, times. */
-static int make_file(struct tar_x *x, int pfd, const char *rel,
-                     const char *base, struct archive_entry *e)
+static int make_file(struct tar_x *x, int pfd, const char *base,
+                     struct archive_entry *e)
 {
   struct timespec ts[2];
   struct stat st;
@@ -555,9 +543,7 @@ static int make_file(struct tar_x *x, int pfd, const char *rel,
     xerrno(x, "utimens");
     goto out;
   }
-  if(note_file(x, rel, &st))
-    goto out;
-  r = mark(x, fd, NULL, I_MINE);
+  r = mark_st(x, &st, I_MINE);
 out:
   close(fd);
   return r;
@@ -565,13 +551,14 @@ out:
 
 /*
  * Check a hardlink member's target: a regular file this archive
- * extracted, still there.  Opens its folder into *tfd; *tname points
- * into *tnorm (freed by the caller).
+ * extracted, still there (the inode found at the target's path, resolved
+ * inside R, is one this run made).  Opens its folder into *tfd; *tname
+ * points into *tnorm (freed by the caller).
  */
 static int link_target(struct tar_x *x, const char *target, char **tnorm,
                        int *tfd, const char **tname, struct stat *tst)
 {
-  struct tar_item *it;
+  struct tar_inode *it;
   char *slash;
 
   *tnorm = malloc(strlen(target) + 1);
@@ -579,10 +566,6 @@ static int link_target(struct tar_x *x, const char *target, char **tnorm,
     return xfail(x, "io", "out of memory");
   if(normalize(target, *tnorm))
     return xfail(x, "refused", "hardlink to %s, outside the root", target);
-  it = tar_set_get(&x->set, *tnorm, 0);
-  if(!it || !(it->flags & P_FILE))
-    return xfail(x, "refused", "hardlink to %s, which is not a file "
-                 "extracted from this archive", target);
   slash = strrchr(*tnorm, '/');
   if(slash)
     *slash = '\0';
@@ -590,11 +573,13 @@ static int link_target(struct tar_x *x, const char *target, char **tnorm,
   if(slash)
     *slash = '/';
   *tname = slash ? slash + 1 : *tnorm;
-  if(*tfd < 0 || fstatat(*tfd, *tname, tst, AT_SYMLINK_NOFOLLOW) ||
-     !S_ISREG(tst->st_mode) || tst->st_dev != it->dev ||
-     tst->st_ino != it->ino)
-    return xfail(x, "refused", "hardlink to %s, which was replaced",
-                 target);
+  it = NULL;
+  if(*tfd >= 0 && !fstatat(*tfd, *tname, tst, AT_SYMLINK_NOFOLLOW) &&
+     S_ISREG(tst->st_mode))
+    it = inode(x, tst, 0);
+  if(!it || !(it->flags & I_MINE))
+    return xfail(x, "refused", "hardlink to %s, which is not a file "
+                 "extracted from this archive", target);
   return 0;
 }
 
@@ -663,10 +648,10 @@ static int put_nondir(struct tar_x *x, int pfd, const char *prel,
       xerrno(x, "link");
       goto out;
     }
-    r = note_file(x, rel, &tst);
+    r = 0;   /* the inode is already this archive's */
   }
   else if(type == AE_IFREG || type == 0)
-    r = make_file(x, pfd, rel, base, e);
+    r = make_file(x, pfd, base, e);
   else
     r = make_other(x, pfd, base, e, type);
 out:
@@ -835,7 +820,7 @@ static char **dir_names(int fd)
  */
 static int opaque_dir(struct tar_x *x, int fd, const char *drel)
 {
-  struct tar_item *it;
+  struct tar_inode *it;
   struct stat dst, st;
   char **names, *crel;
   int cfd, r = 0;
@@ -878,6 +863,7 @@ static int opaque_dir(struct tar_x *x, int fd, const char *drel)
 static int whiteout(struct tar_x *x, const char *prel, const char *base)
 {
   const char *name = base + 4;
+  struct tar_inode *in;
   struct tar_item *it;
   struct stat pst, st;
   char *rel;
@@ -908,8 +894,8 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
   if(tj_protected(&x->j, &pst, name))
     r = xfail(x, "refused", "would remove the journal folder");
   else if(!fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
-    it = inode(x, &st, 0);
-    if(!it || !(it->flags & (I_MINE | I_ANC)))   /* not this archive's */
+    in = inode(x, &st, 0);
+    if(!in || !(in->flags & (I_MINE | I_ANC)))   /* not this archive's */
       r = remove_old(x, pfd, prel, name, &st);
   }
   close(pfd);
@@ -1106,6 +1092,7 @@ static void x_free(struct tar_x *x)
     close(x->rootfd);
   x->rootfd = -1;
   tar_set_free(&x->set);
+  tar_iset_free(&x->inodes);
   for(i = 0; i < x->ndirs; i++)
     free(x->dirs[i].rel);
   free(x->dirs);

@@ -68,13 +68,10 @@ int tar_in_drain(struct tar_in *in);
 void tar_in_free(struct tar_in *in);
 void tar_check_options(lua_State *L, int idx, const char *const *known);
 
-/* A set of strings with flags, for the member paths and folder inodes. */
+/* A set of strings with flags: the member paths an archive whiteouts. */
 struct tar_item {
   char *key;
   unsigned flags;
-  dev_t dev;
-  ino_t ino;
-  unsigned long gen;
 };
 
 struct tar_set {
@@ -86,6 +83,29 @@ struct tar_set {
 
 struct tar_item *tar_set_get(struct tar_set *s, const char *key, int add);
 void tar_set_free(struct tar_set *s);
+
+/*
+ * A set of inodes with flags: everything an extraction made and the
+ * folders it went through.  One 24-byte slot per inode and no key to
+ * allocate, since a restore of many small files keeps one per file.
+ */
+struct tar_inode {
+  dev_t dev;
+  ino_t ino;
+  unsigned flags;          /* 0: a free slot */
+  unsigned gen;
+};
+
+struct tar_iset {
+  struct tar_inode *items;
+  size_t cap, n;
+};
+
+#define TAR_INODE_USED 0x80000000u   /* in flags of every item */
+
+struct tar_inode *tar_iset_get(struct tar_iset *s, dev_t dev, ino_t ino,
+                               int add);
+void tar_iset_free(struct tar_iset *s);
 
 /* The rollback journal (DESIGN §3). */
 struct tar_journal {

@@ -192,6 +192,70 @@ void tar_set_free(struct tar_set *s)
   memset(s, 0, sizeof(*s));
 }
 
+/* A mix of an inode's identity (splitmix64's finalizer). */
+static size_t hash_inode(dev_t dev, ino_t ino)
+{
+  unsigned long long h = (unsigned long long)ino ^
+                         ((unsigned long long)dev * 0x9e3779b97f4a7c15ULL);
+
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  return (size_t)(h ^ (h >> 31));
+}
+
+static int iset_grow(struct tar_iset *s)
+{
+  size_t i, k, cap = s->cap ? s->cap * 2 : 1024;
+  struct tar_inode *items = calloc(cap, sizeof(*items));
+
+  if(!items)
+    return -1;
+  for(i = 0; i < s->cap; i++) {
+    if(!s->items[i].flags)
+      continue;
+    k = hash_inode(s->items[i].dev, s->items[i].ino) & (cap - 1);
+    while(items[k].flags)
+      k = (k + 1) & (cap - 1);
+    items[k] = s->items[i];
+  }
+  free(s->items);
+  s->items = items;
+  s->cap = cap;
+  return 0;
+}
+
+struct tar_inode *tar_iset_get(struct tar_iset *s, dev_t dev, ino_t ino,
+                               int add)
+{
+  size_t k;
+
+  if(s->cap) {
+    k = hash_inode(dev, ino) & (s->cap - 1);
+    for(; s->items[k].flags; k = (k + 1) & (s->cap - 1))
+      if(s->items[k].ino == ino && s->items[k].dev == dev)
+        return &s->items[k];
+  }
+  if(!add)
+    return NULL;
+  if((s->n + 1) * 8 > s->cap * 7 && iset_grow(s))   /* at most 7/8 full */
+    return NULL;
+  k = hash_inode(dev, ino) & (s->cap - 1);
+  while(s->items[k].flags)
+    k = (k + 1) & (s->cap - 1);
+  s->items[k].dev = dev;
+  s->items[k].ino = ino;
+  s->items[k].flags = TAR_INODE_USED;
+  s->items[k].gen = 0;
+  s->n++;
+  return &s->items[k];
+}
+
+void tar_iset_free(struct tar_iset *s)
+{
+  free(s->items);
+  memset(s, 0, sizeof(*s));
+}
+
 /* Make room for n more bytes in the record buffer at *len. */
 static int line_room(struct tar_journal *j, size_t len, size_t n)
 {

@@ -361,6 +361,47 @@ with archive(OUT) as tf:
    lu.assertEquals(h.read(R .. "/usr/bin/b"), "same\n")
 end
 
+function TestTarExtract:test_b3_hardlink_targets_are_inodes_of_this_archive()
+   local area, R = T.area()
+   T.run("cd " .. h.q(R) .. " && mkdir -p usr/lib && ln -s usr/lib lib")
+   -- a chain, and a target named through the root's symlinked folder
+   local ok = T.make(area, "chain", [[
+with archive(OUT) as tf:
+    entry(tf, "usr/lib/a.so", data=b"lib\n")
+    entry(tf, "b", "hard", link="usr/lib/a.so")
+    entry(tf, "c", "hard", link="b")
+    entry(tf, "d", "hard", link="lib/a.so")
+]])
+   assert(extract(R, ok))
+   lu.assertEquals(T.stat(R .. "/usr/lib/a.so", "%h"), "4")
+   lu.assertEquals(h.read(R .. "/d"), "lib\n")
+
+   -- a target this archive replaced with a symlink, a folder, the root: refused, and R is as before
+   for name, body in pairs({
+      relinked = [[
+    entry(tf, "t", data=b"x\n")
+    entry(tf, "t", "sym", link="/etc/passwd")
+    entry(tf, "grab", "hard", link="t")
+]],
+      folder = [[
+    entry(tf, "t", "dir", mode=0o755)
+    entry(tf, "grab", "hard", link="t")
+]],
+      root = [[
+    entry(tf, "grab", "hard", link=".")
+]],
+   }) do
+      local a = T.make(area, "bad-" .. name,
+         "with archive(OUT) as tf:\n" .. body)
+      local s = T.snap(area)
+      local r, err, code = extract(R, a)
+      lu.assertNil(r, name)
+      lu.assertEquals(code, "refused", name)
+      lu.assertStrContains(err, "grab: hardlink to", name)
+      T.all_same(area, s)
+   end
+end
+
 function TestTarExtract:test_b4_file_over_symlink_and_back()
    local area, R = T.area()
    T.run("cd " .. h.q(R) .. " && mkdir -p etc usr/share/zoneinfo"
