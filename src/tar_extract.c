@@ -459,6 +459,21 @@ static void set_owner(struct tar_x *x, int fd, const char *name,
              x->member, (unsigned)uid, (unsigned)gid, strerror(errno));
 }
 
+/* Whether the run sets extended attribute name: user.* only without
+   owners (a non-root run could set no other). */
+static int xattr_wanted(struct tar_x *x, const char *name)
+{
+  return x->owners || !strncmp(name, "user.", 5);
+}
+
+/* Count an extended attribute not set (errno), for the summary. */
+static void xattr_failed(struct tar_x *x, const char *name)
+{
+  if(!x->xattr_failed++)
+    snprintf(x->first_xattr, sizeof(x->first_xattr), "%s: %s: %s",
+             x->member, name, strerror(errno));
+}
+
 /* Set the extended attributes of the member on fd. */
 static void set_xattrs(struct tar_x *x, int fd, struct archive_entry *e)
 {
@@ -468,11 +483,10 @@ static void set_xattrs(struct tar_x *x, int fd, struct archive_entry *e)
 
   archive_entry_xattr_reset(e);
   while(archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-    if(!x->owners && strncmp(name, "user.", 5))
+    if(!xattr_wanted(x, name))
       continue;
-    if(fsetxattr(fd, name, value, size, 0) && !x->xattr_failed++)
-      snprintf(x->first_xattr, sizeof(x->first_xattr), "%s: %s: %s",
-               x->member, name, strerror(errno));
+    if(fsetxattr(fd, name, value, size, 0))
+      xattr_failed(x, name);
   }
 }
 
@@ -691,19 +705,48 @@ static int add_dir(struct tar_x *x, const char *rel, struct archive_entry *e)
   return 0;
 }
 
-/* Set the extended attributes of a folder member now. */
-static void dir_xattrs(struct tar_x *x, const char *rel,
-                       struct archive_entry *e)
+/*
+ * Set the extended attributes of a folder member now.  On an old folder
+ * each name is journaled first (its value or its absence): its metadata
+ * is journaled only in finish_dirs, and a rollback must take back what
+ * the archive set.  A name whose old value cannot be read is not set (a
+ * warning, as a name the folder refuses).  A folder this run made goes
+ * away whole instead.
+ */
+static int dir_xattrs(struct tar_x *x, const char *rel,
+                      struct archive_entry *e)
 {
-  int fd;
+  struct stat st;
+  const char *name;
+  const void *value;
+  size_t size;
+  int fd, made, r;
 
   if(!archive_entry_xattr_count(e))
-    return;
+    return 0;
   fd = tar_openat2(x->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if(fd >= 0) {
-    set_xattrs(x, fd, e);
+  if(fd < 0)
+    return 0;   /* an old symlink it followed: left as it is */
+  if(fstat(fd, &st)) {
     close(fd);
+    return xerrno(x, "stat");
   }
+  made = inode(x, &st, 0) && (inode(x, &st, 0)->flags & I_CREATED);
+  archive_entry_xattr_reset(e);
+  while(archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    if(!xattr_wanted(x, name))
+      continue;
+    r = made ? 0 : tj_xattr(&x->j, fd, rel, name);
+    if(r < 0) {
+      xerrno(x, "journal");
+      close(fd);
+      return -1;
+    }
+    if(r > 0 || fsetxattr(fd, name, value, size, 0))
+      xattr_failed(x, name);
+  }
+  close(fd);
+  return 0;
 }
 
 /*
@@ -763,7 +806,8 @@ static int put_dir(struct tar_x *x, int pfd, const char *prel,
     return -1;
   if(!make && x->j.nmade && !fstatat(pfd, base, &st, 0))
     tj_claim(&x->j, &st);
-  dir_xattrs(x, rel, e);
+  if(dir_xattrs(x, rel, e))
+    return -1;
   return add_dir(x, rel, e);
 }
 

@@ -139,6 +139,11 @@ int tj_open(struct tar_journal *j, const char *root, int rootfd,
             const char *path, char *err, size_t errlen);
 int tj_created(struct tar_journal *j, const char *rel);
 int tj_meta(struct tar_journal *j, const char *rel, const struct stat *st);
+/* Journal the value (or absence) of extended attribute name of the old
+   folder fd at rel, before it is set: 0, 1 when that value cannot be
+   read (errno; do not set it), -1 when the journal fails (errno). */
+int tj_xattr(struct tar_journal *j, int fd, const char *rel,
+             const char *name);
 int tj_move(struct tar_journal *j, int pfd, const char *prel,
             const char *name);
 /*
@@ -166,6 +171,12 @@ int tj_pending(const char *dir);
 
 /* Path helpers shared by the extractor and the journal. */
 int tar_openat2(int dirfd, const char *path, int flags);
+/*
+ * tar_resolve.c: what openat2(RESOLVE_IN_ROOT) gives, walked in
+ * userspace; tar_openat2 uses it where openat2 is missing or blocked.
+ * Lookups only (O_CREAT, O_TMPFILE: EINVAL); errors as openat2's.
+ */
+int tar_resolve_in_root(int dirfd, const char *path, int flags);
 int tar_rmtree_at(int dfd, const char *name);
 
 /* tar_extract.c: tar.extract and tar.recover. */

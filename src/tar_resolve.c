@@ -1,0 +1,274 @@
+/*
+ * tar_resolve.c: openat2(RESOLVE_IN_ROOT) done in userspace, for when
+ * the kernel has no openat2 (before 5.6), a seccomp profile blocks it,
+ * or a tool such as valgrind 3.19 does not know it.
+ *
+ * The path is walked one component at a time from the root with
+ * openat(O_PATH | O_NOFOLLOW), so the kernel never follows a symlink
+ * (nor a magic link: a /proc inside R is just folders and symlinks
+ * inside R).  A symlink is read and its text spliced in front of what is
+ * left: an absolute target starts again at the root.  ".." is never the
+ * kernel's: the walk keeps the names of the folders it went through and
+ * opens the parent again from the root by those names, so ".." cannot
+ * climb out of R even from a folder someone renamed out of it, and ".."
+ * at the root stays at the root.  As in the kernel, at most 40
+ * symlinks are followed (ELOOP), a symlink that is not the last
+ * component, or is followed by a slash, is always followed, and the last
+ * one is followed unless the flags hold O_NOFOLLOW.
+ *
+ * Only lookups: O_CREAT and O_TMPFILE are refused (EINVAL), since the
+ * extractor creates with *at() calls on the folder this gives.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tar_internal.h"
+
+#define MAX_LINKS 40          /* the kernel's MAXSYMLINKS */
+#define GO_ON     (-2)        /* step: the walk goes on */
+
+struct walk {
+  int root;                   /* the caller's dirfd, never closed */
+  int cur;                    /* folder reached: root or an fd we own */
+  char *names;                /* folders below root, each NUL-ended */
+  size_t nlen, ncap;
+  char *rest;                 /* what is left to resolve (owned) */
+  int links;                  /* symlinks followed so far */
+};
+
+static void set_cur(struct walk *w, int fd)
+{
+  if(w->cur != w->root)
+    close(w->cur);
+  w->cur = fd;
+}
+
+/* Step into the folder `name` of cur (already opened as fd). */
+static int push(struct walk *w, const char *name, int fd)
+{
+  size_t n = strlen(name) + 1;
+
+  if(w->nlen + n > w->ncap) {
+    size_t cap = w->ncap ? w->ncap * 2 : 256;
+    char *p;
+
+    while(cap < w->nlen + n)
+      cap *= 2;
+    p = realloc(w->names, cap);
+    if(!p) {
+      close(fd);
+      errno = ENOMEM;
+      return -1;
+    }
+    w->names = p;
+    w->ncap = cap;
+  }
+  memcpy(w->names + w->nlen, name, n);
+  w->nlen += n;
+  set_cur(w, fd);
+  return 0;
+}
+
+/*
+ * "..": drop the last folder and open its parent again from the root by
+ * name.  Each of those names was a folder when we went through it; one
+ * that is now a symlink or gone fails the lookup (ENOTDIR, ENOENT).
+ */
+static int pop(struct walk *w)
+{
+  size_t i = 0;
+
+  if(!w->nlen)
+    return 0;                 /* ".." of the root is the root */
+  w->nlen--;                  /* the last name's NUL */
+  while(w->nlen && w->names[w->nlen - 1])
+    w->nlen--;
+  set_cur(w, w->root);
+  while(i < w->nlen) {
+    const char *name = w->names + i;
+    int fd = openat(w->cur, name,
+                    O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+
+    if(fd < 0)
+      return -1;
+    set_cur(w, fd);
+    i += strlen(name) + 1;
+  }
+  return 0;
+}
+
+/*
+ * The symlink fd (at the component that ended before `after`) is
+ * followed: what is left becomes its text, then a slash and `after`
+ * when the link was not the last component.
+ */
+static int follow_link(struct walk *w, int fd, const char *after, int last)
+{
+  char target[PATH_MAX];
+  size_t tlen, alen = last ? 0 : strlen(after);
+  ssize_t n;
+  char *rest;
+
+  if(++w->links > MAX_LINKS) {
+    errno = ELOOP;
+    return -1;
+  }
+  n = readlinkat(fd, "", target, sizeof(target));
+  if(n < 0)
+    return -1;
+  if(n == 0 || (size_t)n == sizeof(target)) {
+    errno = n ? ENAMETOOLONG : ENOENT;
+    return -1;
+  }
+  tlen = (size_t)n;
+  rest = malloc(tlen + alen + 2);
+  if(!rest) {
+    errno = ENOMEM;
+    return -1;
+  }
+  memcpy(rest, target, tlen);
+  if(!last) {
+    rest[tlen++] = '/';
+    memcpy(rest + tlen, after, alen);
+  }
+  rest[tlen + alen] = 0;
+  free(w->rest);
+  w->rest = rest;
+  if(*rest == '/') {          /* absolute: R is "/" */
+    w->nlen = 0;
+    set_cur(w, w->root);
+  }
+  return 0;
+}
+
+/*
+ * One component `name` of cur; `after` is what follows its slash (last:
+ * no slash followed).  Returns GO_ON when the walk goes on (into a
+ * folder, or into a symlink's text, in which case *p is reset), the
+ * final fd when it ends here, or -1.
+ */
+static int step(struct walk *w, char *name, const char *after, int last,
+                int flags, const char **p)
+{
+  struct stat st;
+  int fd;
+
+  if(last && (flags & O_NOFOLLOW))
+    return openat(w->cur, name, flags | O_CLOEXEC);
+  if(!last) {
+    /* the common case in one call: a folder */
+    fd = openat(w->cur, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    if(fd >= 0)
+      return push(w, name, fd) ? -1 : GO_ON;
+    if(errno != ENOTDIR)
+      return -1;
+  }
+  fd = openat(w->cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if(fd < 0)
+    return -1;
+  if(fstat(fd, &st)) {
+    close(fd);
+    return -1;
+  }
+  if(S_ISLNK(st.st_mode)) {
+    int r = follow_link(w, fd, after, last);
+
+    close(fd);
+    *p = w->rest;
+    return r ? -1 : GO_ON;
+  }
+  if(last && (flags & ~(O_DIRECTORY | O_CLOEXEC)) == O_PATH) {
+    /* what the caller asked for, already open */
+    if(!(flags & O_DIRECTORY) || S_ISDIR(st.st_mode))
+      return fd;
+    close(fd);
+    errno = ENOTDIR;
+    return -1;
+  }
+  if(last) {
+    /* open it for real, still never through a symlink swapped in */
+    close(fd);
+    return openat(w->cur, name, flags | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if(!S_ISDIR(st.st_mode)) {
+    close(fd);
+    errno = ENOTDIR;
+    return -1;
+  }
+  return push(w, name, fd) ? -1 : GO_ON;
+}
+
+static int walk(struct walk *w, int flags)
+{
+  const char *p = w->rest;
+
+  for(;;) {
+    char name[NAME_MAX + 1];
+    const char *end;
+    size_t len;
+    int last, r;
+
+    while(*p == '/')
+      p++;
+    if(!*p)                   /* "", ".", "..", or a trailing slash */
+      return openat(w->cur, ".", flags | O_CLOEXEC);
+    end = strchrnul(p, '/');
+    len = (size_t)(end - p);
+    if(len > NAME_MAX) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+    memcpy(name, p, len);
+    name[len] = 0;
+    last = !*end;
+    p = last ? end : end + 1;
+    if(!strcmp(name, "."))
+      continue;
+    if(!strcmp(name, "..")) {
+      if(pop(w))
+        return -1;
+      continue;
+    }
+    r = step(w, name, p, last, flags, &p);
+    if(r != GO_ON)
+      return r;
+  }
+}
+
+int tar_resolve_in_root(int dirfd, const char *path, int flags)
+{
+  struct walk w;
+  int fd, err;
+
+  if((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+    errno = EINVAL;
+    return -1;
+  }
+  if(!*path) {
+    errno = ENOENT;
+    return -1;
+  }
+  if(strlen(path) >= PATH_MAX) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memset(&w, 0, sizeof(w));
+  w.root = w.cur = dirfd;
+  w.rest = strdup(path);
+  if(!w.rest) {
+    errno = ENOMEM;
+    return -1;
+  }
+  fd = walk(&w, flags);
+  err = errno;
+  set_cur(&w, w.root);
+  free(w.names);
+  free(w.rest);
+  errno = err;
+  return fd;
+}
