@@ -51,7 +51,8 @@ typedef struct clayer_source {
 /* The source in userdata at index idx, or NULL when it is none. */
 clayer_source *clayer_tosource(lua_State *L, int idx);
 
-/* Push nil, "what: strerror(err)", err; return 3. */
+/* Push nil, "what: strerror(err)", err; return 3.  EINTR after SIGINT or
+   SIGTERM gives nil, "what: interrupted", "interrupted" instead. */
 int clayer_errno(lua_State *L, const char *what, int err);
 
 /* Push nil, formatted message, code (code may be NULL); return 3. */

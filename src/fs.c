@@ -218,8 +218,8 @@ static int fs_read(lua_State *L)
       buf = nb;
     }
     n = read(fd, buf + len, cap - len);
-    if(n < 0 && errno == EINTR)
-      continue;
+    if(n < 0 && errno == EINTR && !clayer_interrupted)
+      continue;                         /* else: give up, "interrupted" */
     if(n < 0)
       err = errno;
     else if(n == 0)
@@ -242,7 +242,7 @@ static int write_all(int fd, const char *data, size_t len)
   while(len > 0) {
     ssize_t n = write(fd, data, len);
 
-    if(n < 0 && errno == EINTR)
+    if(n < 0 && errno == EINTR && !clayer_interrupted)
       continue;
     if(n < 0)
       return -1;
@@ -613,7 +613,7 @@ static int copy_bytes(int in, int out)
       continue;
     if(n == 0)
       return 0;
-    if(errno == EINTR)
+    if(errno == EINTR && !clayer_interrupted)
       continue;
     if(errno != EXDEV && errno != ENOSYS && errno != EINVAL &&
        errno != EOPNOTSUPP)
@@ -625,7 +625,7 @@ static int copy_bytes(int in, int out)
     return ENOMEM;
   while(!err) {
     n = read(in, buf, FS_CHUNK);
-    if(n < 0 && errno == EINTR)
+    if(n < 0 && errno == EINTR && !clayer_interrupted)
       continue;
     if(n < 0)
       err = errno;

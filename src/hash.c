@@ -83,8 +83,8 @@ static int hash_file(lua_State *L)
   }
   for(;;) {
     n = read(fd, buf, HASH_CHUNK);
-    if(n < 0 && errno == EINTR)
-      continue;
+    if(n < 0 && errno == EINTR && !clayer_interrupted)
+      continue;                         /* else: give up, "interrupted" */
     if(n <= 0) {
       if(n < 0)
         err = errno;

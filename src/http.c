@@ -303,7 +303,8 @@ static void fail_curl(struct xfer *x, CURLcode rc)
     fail(x, "timeout", "no data for %ld seconds", x->idle_s);
   else if(atomic_load(&x->cancel))
     fail(x, "aborted", "cancelled");
-  else if(rc == CURLE_ABORTED_BY_CALLBACK && clayer_interrupted)
+  else if((rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_WRITE_ERROR) &&
+          clayer_interrupted)
     fail(x, "aborted", "interrupted");
   else
     fail(x, code_of(rc), "%s",
@@ -491,8 +492,10 @@ static size_t write_out(struct xfer *x, const char *p, size_t len)
   while(off < len) {
     ssize_t w = write(x->out_fd, p + off, len - off);
 
-    if(w < 0 && errno == EINTR)
+    if(w < 0 && errno == EINTR && !clayer_interrupted)
       continue;
+    if(w < 0 && errno == EINTR)
+      return 0;                         /* fails as "interrupted" */
     if(w < 0) {
       x->write_err = errno;
       return 0;

@@ -9,6 +9,7 @@
  * command line interface in lua/clayer/cli.lua.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ volatile sig_atomic_t clayer_interrupted = 0;
 
 static const char *progname = "clayer-lua";
 static lua_State *global_L;
+static pthread_t main_thread;
 
 #define MAX_OVERRIDES 2
 static char *overrides[MAX_OVERRIDES];
@@ -54,12 +56,50 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
   luaL_error(L, "interrupted");
 }
 
+static void on_signal(int sig);
+
+/* Handle SIGINT and SIGTERM with `handler`; flags 0 or SA_RESTART. */
+static void set_handlers(void (*handler)(int), int flags)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = flags;
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);        /* one handler at a time */
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+/*
+ * The first SIGINT or SIGTERM sets clayer_interrupted and arms the hook.
+ * The handler is installed without SA_RESTART, so a call blocked in the
+ * kernel (open of a FIFO, read of a pipe, flock, waitpid) returns EINTR,
+ * and the runtime's loops give up with "interrupted" instead of retrying.
+ * A signal another thread took (a download's, the decompression's) is
+ * passed on to the main thread, the one that may be blocked.
+ *
+ * Later signals change nothing: the hook is not armed again and from then
+ * on calls restart, so that the cleanup that follows the first one (Lua
+ * error handlers, a restore's rollback) is not cut short.  SIGKILL still
+ * stops clayer at once; the rollback journal puts the root back on the
+ * next run.
+ */
 static void on_signal(int sig)
 {
-  (void)sig;
-  clayer_interrupted = 1;
-  lua_sethook(global_L, stop_hook,
-              LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  int saved = errno;
+
+  if(!pthread_equal(pthread_self(), main_thread))
+    pthread_kill(main_thread, sig);
+  else if(!clayer_interrupted) {
+    clayer_interrupted = 1;
+    lua_sethook(global_L, stop_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    set_handlers(on_signal, SA_RESTART);
+  }
+  errno = saved;
 }
 
 
@@ -88,11 +128,10 @@ static int docall(lua_State *L, int nargs, int nres)
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   global_L = L;
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  set_handlers(on_signal, clayer_interrupted ? SA_RESTART : 0);
   status = lua_pcall(L, nargs, nres, base);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
+  if(!clayer_interrupted)               /* else: later ones stay ignored */
+    set_handlers(SIG_DFL, 0);
   lua_remove(L, base);
   return status;
 }
@@ -430,6 +469,7 @@ int main(int argc, char **argv)
   int status;
 
   base = base ? base + 1 : argv[0];
+  main_thread = pthread_self();
   L = luaL_newstate();
   if(L == NULL) {
     report("cannot create state: not enough memory");
@@ -444,6 +484,8 @@ int main(int argc, char **argv)
   }
   else
     status = lua_main(L, argc, argv);
+  if(status != 0 && clayer_interrupted)
+    status = 130;                       /* as the CLI: 128 + SIGINT */
   fflush(stdout);
   lua_close(L);
   return status;

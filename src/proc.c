@@ -105,7 +105,11 @@ static int buf_add(buffer *b, const char *s, size_t n)
   return 0;
 }
 
-/* Reap the child if it has ended (or wait for it when block is set). */
+/*
+ * Reap the child if it has ended (or wait for it when block is set).
+ * EINTR is retried even after SIGINT/SIGTERM: a blocking wait comes only
+ * after SIGKILL, and the child must be reaped before we go on.
+ */
 static int reap(run_state *st, int block)
 {
   pid_t r;
@@ -181,14 +185,21 @@ static int move_fd(int from, int to)
   return dup2(from, to) < 0 ? -1 : 0;
 }
 
-/* Runs between fork and exec: async-signal-safe calls only. */
+/*
+ * Runs between fork and exec: async-signal-safe calls only.  The parent
+ * forked with SIGINT and SIGTERM blocked: back to their default actions
+ * before unblocking, so that one sent meanwhile kills the child instead
+ * of running the parent's handler in it.
+ */
 static void child_main(const child_spec *c)
 {
   sigset_t none;
 
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  signal(SIGPIPE, SIG_DFL);
   setpgid(0, 0);
   if(move_fd(c->in, 0) || move_fd(c->out, 1) || move_fd(c->out, 2))
     child_fail(c->err, STEP_SETUP);
@@ -439,21 +450,26 @@ static ssize_t write_nosigpipe(int fd, const char *p, size_t n)
 
 /*
  * Wait until the child has exec'd (EOF on the close-on-exec pipe) or has
- * reported why it could not; the reason becomes an output line.
+ * reported why it could not; the reason becomes an output line.  -1 when
+ * SIGINT or SIGTERM came first (a child stuck before exec), else 0.
  */
-static void read_report(sink *s, char **argv, const char *cwd,
-                        const char *root)
+static int read_report(sink *s, char **argv, const char *cwd,
+                       const char *root)
 {
   child_error ce;
   const char *what;
   ssize_t n;
+  int e;
 
-  do
+  do {
     n = read(s->st->err, &ce, sizeof(ce));
-  while(n < 0 && errno == EINTR);
+    e = n < 0 ? errno : 0;
+  } while(e == EINTR && !clayer_interrupted);
   close_fd(&s->st->err);
+  if(e == EINTR)
+    return -1;
   if(n != (ssize_t)sizeof(ce))
-    return;                             /* EOF: exec succeeded */
+    return 0;                           /* EOF: exec succeeded */
   switch(ce.step) {
   case STEP_EXEC:
     what = lua_pushfstring(s->L, "exec: %s: %s", argv[0], strerror(ce.err));
@@ -471,9 +487,13 @@ static void read_report(sink *s, char **argv, const char *cwd,
   }
   emit(s, what, strlen(what));
   lua_pop(s->L, 1);
+  return 0;
 }
 
-/* Read what is there; at EOF close the pipe and flush the last line. */
+/*
+ * Read what is there; at EOF close the pipe and flush the last line.
+ * The pipe does not block, so EINTR is retried (at most `rounds` times).
+ */
 static void read_output(sink *s)
 {
   char buf[READ_CHUNK];
@@ -629,6 +649,7 @@ static int proc_run(lua_State *L)
   struct pollfd pfd[4];
   int idx_out, idx_in;
   pid_t pid = -1;
+  sigset_t stop_sigs, old_mask;
 
   lua_settop(L, 2);
   if(lua_type(L, 1) != LUA_TSTRING)
@@ -673,10 +694,15 @@ static int proc_run(lua_State *L)
     spec.in = ends.in;
     spec.out = ends.out;
     spec.err = ends.err;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);   /* see child_main */
     pid = fork();
     if(pid == 0)
       child_main(&spec);
     e = pid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
   }
   close_ends(&ends);
   if(e) {
@@ -686,7 +712,10 @@ static int proc_run(lua_State *L)
   setpgid(pid, pid);                    /* also done in the child: no race */
   st->pid = pid;
   st->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  read_report(&s, spec.argv, spec.cwd, spec.root);   /* waits for exec */
+  if(read_report(&s, spec.argv, spec.cwd, spec.root) < 0) {  /* exec wait */
+    stop_group(st);
+    return clayer_fail(L, "interrupted", "interrupted");
+  }
   if(input_len == 0)
     close_fd(&st->in);
 

@@ -256,7 +256,9 @@ static ssize_t part_read(struct tar_in *in, const void **out)
   }
   do
     n = read(in->fd, in->buf, TAR_BUFSIZE);
-  while(n < 0 && errno == EINTR);
+  while(n < 0 && errno == EINTR && !clayer_interrupted);
+  if(n < 0 && errno == EINTR)
+    return in_fail(in, "interrupted", "interrupted");
   if(n < 0)
     return in_fail(in, "io", "%s: %s", p->path, strerror(errno));
   *out = in->buf;

@@ -734,7 +734,7 @@ static int copy_data(writer *w, int fd, const char *disk, int64_t off,
     size_t want = len < (int64_t)READ_SIZE ? (size_t)len : READ_SIZE;
     ssize_t n = off < 0 ? read(fd, w->buf, want)
                         : pread(fd, w->buf, want, off);
-    if(n < 0 && errno == EINTR)
+    if(n < 0 && errno == EINTR && !clayer_interrupted)
       continue;
     if(n < 0)
       return wfail_errno(w, disk, errno);

@@ -8,8 +8,12 @@
 
 #include "clayer.h"
 
+/* A call that SIGINT or SIGTERM cut short (EINTR: the handler does not
+   restart calls) fails as "interrupted", not as a system error. */
 int clayer_errno(lua_State *L, const char *what, int err)
 {
+  if(err == EINTR && clayer_interrupted)
+    return clayer_fail(L, "interrupted", "%s: interrupted", what);
   lua_pushnil(L);
   lua_pushfstring(L, "%s: %s", what, strerror(err));
   lua_pushinteger(L, err);

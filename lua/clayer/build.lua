@@ -649,37 +649,86 @@ local function compile(pat)
    return toks
 end
 
-local function match_toks(toks, ti, s, si)
-   while ti <= #toks do
-      local tok = toks[ti]
+-- Go's chunks: runs of tokens, each after a run of stars (or none).
+local function chunks(toks)
+   local out, cur = {}, nil
+   for _, tok in ipairs(toks) do
       if tok.t == "star" then
-         for k = #s + 1, si, -1 do
-            if match_toks(toks, ti + 1, s, k) then return true end
+         if not (cur and cur.star and #cur.toks == 0) then
+            cur = { star = true, toks = {} }
+            out[#out + 1] = cur
          end
-         return false
+      else
+         if not cur then
+            cur = { star = false, toks = {} }
+            out[#out + 1] = cur
+         end
+         cur.toks[#cur.toks + 1] = tok
       end
+   end
+   return out
+end
+
+-- Whether the star-free tokens match s at si: the index after, or nil.
+local function match_chunk(toks, s, si)
+   for _, tok in ipairs(toks) do
       local c = s[si]
-      if c == nil then return false end
+      if c == nil then return nil end
       if tok.t == "lit" then
-         if c ~= tok.c then return false end
-      elseif tok.t == "class" then
+         if c ~= tok.c then return nil end
+      elseif tok.t == "any" then
+         if c == "/" then return nil end
+      else
          local cp, hit = code(c), false
          for _, r in ipairs(tok.ranges) do
             if r[1] <= cp and cp <= r[2] then hit = true end
          end
-         if hit == (tok.neg or false) then return false end
+         if hit == (tok.neg or false) then return nil end
       end
-      ti, si = ti + 1, si + 1
+      si = si + 1
    end
-   return si == #s + 1
+   return si
 end
 
---- Go's filepath.Match for one path component (no "/" in name).
+-- Go's Match loop: each chunk at the leftmost place its star allows (a
+-- star does not cross "/"); the last chunk must end the name.  No
+-- backtracking to an earlier chunk, so O(#pattern * #name) at worst.
+local function match_chunks(list, s)
+   local si, n = 1, #s
+   for k, ch in ipairs(list) do
+      local last = k == #list
+      if ch.star and #ch.toks == 0 then   -- a trailing star
+         for i = si, n do
+            if s[i] == "/" then return false end
+         end
+         return true
+      end
+      local t = match_chunk(ch.toks, s, si)
+      if not (t and (t == n + 1 or not last)) then
+         t = nil
+         local i = si
+         while ch.star and i <= n and s[i] ~= "/" do
+            local u = match_chunk(ch.toks, s, i + 1)
+            if u and (u == n + 1 or not last) then
+               t = u
+               break
+            end
+            i = i + 1
+         end
+         if not t then return false end
+      end
+      si = t
+   end
+   return si == n + 1
+end
+
+--- Go's filepath.Match: `*` is any run of characters but "/", `?` one
+-- character but "/", `[...]` a class; meant for one path component.
 -- @return true/false, or nil, "syntax error in pattern"
 function M.match(pattern, name)
    local toks, err = compile(pattern)
    if not toks then return nil, err end
-   return match_toks(toks, 1, chars(name), 1)
+   return match_chunks(chunks(toks), chars(name))
 end
 
 -- }==================================================================

@@ -315,6 +315,65 @@ function TestBuild:test_match_unit()
    end
 end
 
+-- Go's own table for filepath.Match (match_test.go), "/" cases included:
+-- `*` and `?` never match "/", a class does; bad patterns fail whatever
+-- the name.
+function TestBuild:test_match_go_table()
+   local bad = "bad"
+   local cases = {
+      { "", "", true }, { "", "a", false }, { "*", "", true },
+      { "*", "/", false }, { "a*", "abc", true }, { "a*", "ab/c", false },
+      { "a*/b", "abc/b", true }, { "a*/b", "a/c/b", false },
+      { "a*b*c*d*e*/f", "axbxcxdxe/f", true },
+      { "a*b*c*d*e*/f", "axbxcxdxexxx/f", true },
+      { "a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false },
+      { "a*b*c*d*e*/f", "axbxcxdxexxx/fff", false },
+      { "a*b?c*x", "abxbbxdbxebxczzx", true },
+      { "a*b?c*x", "abxbbxdbxebxczzy", false },
+      { "ab[c]", "abc", true }, { "ab[b-d]", "abc", true },
+      { "ab[e-g]", "abc", false }, { "ab[^c]", "abc", false },
+      { "ab[^b-d]", "abc", false }, { "ab[^e-g]", "abc", true },
+      { "a\\*b", "a*b", true }, { "a\\*b", "ab", false },
+      { "a?b", "a\226\152\186b", true },
+      { "a[^a]b", "a\226\152\186b", true },
+      { "a???b", "a\226\152\186b", false },
+      { "[a-\206\182]*", "\206\177", true },
+      { "*[a-\206\182]", "A", false },
+      { "a?b", "a/b", false }, { "a*b", "a/b", false },
+      { "[\\]a]", "]", true }, { "[\\-]", "-", true },
+      { "[x\\-]", "x", true }, { "[x\\-]", "-", true },
+      { "[x\\-]", "z", false }, { "[\\-x]", "a", false },
+      { "*x", "xxx", true },
+      { "[]a]", "]", bad }, { "[-]", "-", bad }, { "[x-]", "z", bad },
+      { "[-x]", "x", bad }, { "\\", "a", bad }, { "[a-b-c]", "a", bad },
+      { "[", "a", bad }, { "[^", "a", bad }, { "[^bc", "a", bad },
+      { "a[", "a", bad }, { "a[", "x", bad }, { "a/b[", "x", bad },
+   }
+   for _, c in ipairs(cases) do
+      local got, err = build.match(c[1], c[2])
+      if c[3] == bad then
+         lu.assertNil(got, c[1])
+         lu.assertEquals(err, "syntax error in pattern", c[1])
+      else
+         lu.assertEquals(got, c[3], c[1] .. " ~ " .. c[2])
+         lu.assertNil(err, c[1])
+      end
+   end
+end
+
+-- Each star used to try every split of the rest of the name: this took
+-- about n^10 / 10! steps, years for n = 200.  Now linear in each.
+function TestBuild:test_match_many_stars_is_not_exponential()
+   local stars = string.rep("a*", 10)
+   local name = string.rep("a", 200)
+   lu.assertFalse(build.match(stars .. "b", name))
+   lu.assertTrue(build.match(stars .. "a", name))
+   lu.assertTrue(build.match(stars, name))
+   lu.assertFalse(build.match(stars .. "?b", name .. "/b"))
+   lu.assertTrue(build.match(string.rep("*?", 50) .. "x", name .. "x"))
+   lu.assertFalse(build.match(string.rep("*?", 50) .. "x", name))
+end
+
 function TestBuild:test_copy_escapes_are_refused_before_anything_runs()
    local a = area { ["in.txt"] = "in" }
    h.write(a.top .. "/secret", "secret\n")
