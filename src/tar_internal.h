@@ -169,6 +169,16 @@ void tj_close(struct tar_journal *j);
 int tj_replay(const char *dir, long *n, char *err, size_t errlen);
 int tj_pending(const char *dir);
 
+/* tar_copy.c: copy folder name in sfd to dname in dfd, keeping modes,
+   owners, times, extended attributes and inner hard links; 0 or -1. */
+int tar_copy_tree_at(int sfd, const char *name, int dfd, const char *dname);
+
+/* The value of extended attribute name (malloc'ed, size in *n), read
+   from fd, or from path without following it when fd < 0; NULL with
+   errno (ENODATA: no such name). */
+void *tar_get_xattr(int fd, const char *path, const char *name,
+                    ssize_t *n);
+
 /* Path helpers shared by the extractor and the journal. */
 int tar_openat2(int dirfd, const char *path, int flags);
 /*

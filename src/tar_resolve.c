@@ -25,7 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "tar_internal.h"
 
@@ -271,4 +274,47 @@ int tar_resolve_in_root(int dirfd, const char *path, int flags)
   free(w.rest);
   errno = err;
   return fd;
+}
+
+/*
+ * Whether this process can call openat2, asked once.  A call with a size
+ * below the first struct open_how is refused by the kernel's openat2
+ * before anything else (EINVAL); any other answer comes from a kernel
+ * without it (ENOSYS), a seccomp filter (ENOSYS, EPERM, EACCES...) or a
+ * tool that does not know it, and means the userspace walk instead.
+ */
+static int have_openat2(void)
+{
+  static int known;           /* 0: not asked, 1: yes, 2: no */
+  int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+  if(!k) {
+    struct open_how how;
+    int err = errno;
+
+    memset(&how, 0, sizeof(how));
+    k = (syscall(SYS_openat2, AT_FDCWD, "/", &how, 0) < 0 &&
+         errno == EINVAL) ? 1 : 2;
+    errno = err;
+    __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+  }
+  return k == 1;
+}
+
+int tar_openat2(int dirfd, const char *path, int flags)
+{
+  struct open_how how;
+  long fd;
+
+  if(!*path)
+    path = ".";
+  if(!have_openat2())
+    return tar_resolve_in_root(dirfd, path, flags);
+  memset(&how, 0, sizeof(how));
+  how.flags = (unsigned long long)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  do
+    fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+  while(fd < 0 && errno == EAGAIN);
+  return (int)fd;
 }
