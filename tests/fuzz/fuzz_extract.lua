@@ -19,6 +19,14 @@ local CODES = { digest = true, truncated = true, format = true,
 
 local area, root, input, before
 
+-- A name on one line: control characters and backslashes escaped, so
+-- that a member named "x\ny" cannot pass for two lines of the listing.
+local function one_line(s)
+   return (s:gsub("[%c\\]", function(c)
+      return ("\\%03d"):format(c:byte())
+   end))
+end
+
 -- Every path below dir (not following links), with type, mode, size and
 -- link target; `skip` names top-level entries left out.
 local function listing(dir, skip, out, prefix)
@@ -29,11 +37,11 @@ local function listing(dir, skip, out, prefix)
          local p = dir .. "/" .. name
          local st = fs.lstat(p)
          if st then
-            out[#out + 1] = ("%s%s %s %o %d %s"):format(prefix, name, st.type,
-               st.mode, st.type == "file" and st.size or 0,
-               st.target or "")
+            out[#out + 1] = ("%s%s %s %o %d %s"):format(prefix,
+               one_line(name), st.type, st.mode,
+               st.type == "file" and st.size or 0, one_line(st.target or ""))
             if st.type == "dir" then
-               listing(p, nil, out, prefix .. name .. "/")
+               listing(p, nil, out, prefix .. one_line(name) .. "/")
             end
          end
       end
