@@ -7,6 +7,9 @@
  *                 as a clayer_source, from clayer.tar's extractor;
  *   http.start    runs the stream's loop on a pthread that never touches
  *                 the Lua state, the body going to a file.
+ * A stream or thread given `resume` survives a body that breaks midway: it
+ * asks again from the first URL with a Range and goes on where it stopped,
+ * unseen by its reader.
  * Redirects are followed here, not by libcurl, so that an Authorization
  * header never leaves the origin it was given for.  Proxies come from the
  * environment (HTTPS_PROXY, NO_PROXY), which libcurl reads by itself.
@@ -40,7 +43,8 @@ enum {
   OPT_BODY = 1,                         /* body, body_file */
   OPT_OUTPUT = 2,
   OPT_SINK = 4,
-  OPT_PROGRESS = 8
+  OPT_PROGRESS = 8,
+  OPT_RESUME = 16
 };
 
 struct buf {
@@ -101,6 +105,22 @@ struct xfer {
   int started, joined;
   atomic_int cancel;
   _Atomic curl_off_t dlnow, dltotal;
+
+  /* Resuming a broken body (option resume; streams and threads only). */
+  int resume_max;                       /* resumes allowed; 0: none */
+  int resumes;                          /* resumes so far */
+  double backoff, max_backoff;          /* seconds */
+  char *resume_log;                     /* prefix of the stderr line */
+  int resumable;                        /* the first answer may resume */
+  int resuming;                         /* this hop chain asks for a Range */
+  double resume_at;                     /* when to ask again; 0: not now */
+  long first_status;                    /* the first final answer's */
+  struct buf first_hdrs;                /* and its headers */
+  curl_off_t got;                       /* body bytes taken so far */
+  curl_off_t pos;                       /* entity offset of the next one */
+  curl_off_t total;                     /* entity length; -1: unknown */
+  curl_off_t skip;                      /* bytes of this answer to drop */
+  curl_off_t dl_base;                   /* where this answer's bytes start */
 };
 
 /* request and transfer userdata */
@@ -117,7 +137,7 @@ struct stream {
 static const char *const request_opts[] = {
   "url", "method", "headers", "body", "body_file", "output", "sink",
   "follow", "connect_timeout", "idle_timeout", "timeout", "progress",
-  "cacert", "verbose", "resume_from", NULL
+  "cacert", "verbose", "resume_from", "resume", NULL
 };
 
 static const char *const methods[] = {
@@ -217,6 +237,59 @@ static int same_origin(const char *a, const char *b)
   curl_url_cleanup(ua);
   curl_url_cleanup(ub);
   return same;
+}
+
+/* The value of response header `name` (lowercase) in b, or NULL. */
+static const char *hdr_value(const struct buf *b, const char *name)
+{
+  size_t off = 0;
+
+  while(off < b->len) {
+    const char *k = b->data + off;
+    const char *v = k + strlen(k) + 1;
+
+    if(!strcmp(k, name))
+      return v;
+    off = (size_t)(v - b->data) + strlen(v) + 1;
+  }
+  return NULL;
+}
+
+/* A decimal header value as a length; -1 when absent or malformed. */
+static curl_off_t hdr_length(const struct buf *b, const char *name)
+{
+  const char *v = hdr_value(b, name);
+  char *end;
+  long long n;
+
+  if(!v || *v < '0' || *v > '9')
+    return -1;
+  errno = 0;
+  n = strtoll(v, &end, 10);
+  return errno || *end ? -1 : (curl_off_t)n;
+}
+
+/* "bytes FIRST-LAST/TOTAL" (TOTAL may be "*": -1); 0, or -1. */
+static int parse_content_range(const char *v, curl_off_t *first,
+                               curl_off_t *total)
+{
+  long long a, b, c = -1;
+  int n = 0;
+
+  if(!v || strncasecmp(v, "bytes ", 6))
+    return -1;
+  if(sscanf(v + 6, "%lld-%lld/%lld%n", &a, &b, &c, &n) == 3 && !v[6 + n])
+    ;
+  else if(sscanf(v + 6, "%lld-%lld/*%n", &a, &b, &n) == 2 && n &&
+          !v[6 + n])
+    c = -1;
+  else
+    return -1;
+  if(a < 0 || b < a || (c >= 0 && b >= c))
+    return -1;
+  *first = a;
+  *total = c;
+  return 0;
 }
 
 /* Record the first failure: "http: URL: why" with a code. */
@@ -429,6 +502,84 @@ static int is_redirect(long status)
          status == 307 || status == 308;
 }
 
+/*
+ * The answer to a resume is in: a 206 must go on at x->pos (and name the
+ * same total length), a 200 is the whole body again, whose first x->pos
+ * bytes are dropped.  Anything else fails x; 0 then.
+ */
+static int resumed_ok(struct xfer *x)
+{
+  const char *cr = hdr_value(&x->resp_hdrs, "content-range");
+  curl_off_t first, total, len;
+
+  if(x->status == 206) {
+    if(parse_content_range(cr, &first, &total) || first != x->pos ||
+       (total >= 0 && x->total >= 0 && total != x->total)) {
+      fail(x, "http", "resuming at byte %lld: the answer's Content-Range is "
+           "'%s', not 'bytes %lld-.../%lld'", (long long)x->pos,
+           cr ? cr : "(none)", (long long)x->pos, (long long)x->total);
+      return 0;
+    }
+    x->skip = 0;
+    x->dl_base = x->pos;
+  }
+  else if(x->status == 200) {
+    len = hdr_length(&x->resp_hdrs, "content-length");
+    if(len >= 0 && x->total >= 0 && len != x->total) {
+      fail(x, "http", "resuming at byte %lld: the server sent the whole "
+           "body again (HTTP 200), of %lld bytes instead of %lld",
+           (long long)x->pos, (long long)len, (long long)x->total);
+      return 0;
+    }
+    x->skip = x->pos;                   /* the reader has those */
+    x->dl_base = 0;
+  }
+  else {
+    fail(x, "http", "resuming at byte %lld: HTTP %ld", (long long)x->pos,
+         x->status);
+    return 0;
+  }
+  x->resuming = 0;
+  return 1;
+}
+
+/* The first final answer of a transfer that may resume: keep its status
+   and headers, where its body starts and how long the whole is. */
+static void note_answer(struct xfer *x)
+{
+  curl_off_t first, total;
+
+  x->first_status = x->status;
+  x->resumable = !strcmp(x->method, "GET") &&
+                 (x->status == 200 || x->status == 206);
+  if(!x->resumable)
+    return;
+  if(x->status == 206 &&
+     !parse_content_range(hdr_value(&x->resp_hdrs, "content-range"),
+                          &first, &total)) {
+    x->pos = first;
+    x->total = total;
+  }
+  else if(x->status == 206)
+    x->pos = x->resume_from;
+  else
+    x->total = hdr_length(&x->resp_hdrs, "content-length");
+  x->first_hdrs.len = 0;
+  if(buf_add(&x->first_hdrs, x->resp_hdrs.data ? x->resp_hdrs.data : "",
+             x->resp_hdrs.len))
+    x->resumable = 0;                   /* no memory for it: no resume */
+}
+
+/* A final answer's headers are in (not a redirect we follow): 0 fails. */
+static int answer_ok(struct xfer *x)
+{
+  if(x->resuming)
+    return resumed_ok(x);
+  if(x->resume_max > 0 && !x->first_status)
+    note_answer(x);
+  return 1;
+}
+
 /* One header line: the status line, a field, or the blank line. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
@@ -455,7 +606,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     x->hdr_done = 1;
     x->redirecting = x->follow && x->has_location &&
                      is_redirect(x->status);
-    return emit(x, "< %ld", x->status) ? len : 0;
+    if(!emit(x, "< %ld", x->status))
+      return 0;
+    return x->redirecting || answer_ok(x) ? len : 0;
   }
   colon = 0;
   while(colon < end && p[colon] != ':')
@@ -506,32 +659,53 @@ static size_t write_out(struct xfer *x, const char *p, size_t len)
 }
 
 /*
- * A chunk of the body.  A stream holds at most about STREAM_CHUNK bytes:
- * past that the transfer pauses until the reader takes them.
+ * Bytes of the body to the sink, the output or the stream's chunk: len,
+ * 0 on an error, or CURL_WRITEFUNC_PAUSE.  A stream holds at most about
+ * STREAM_CHUNK bytes: past that the transfer pauses until the reader
+ * takes them.
  */
-static size_t on_write(char *p, size_t size, size_t n, void *ud)
+static size_t take_body(struct xfer *x, const char *p, size_t len)
 {
-  struct xfer *x = ud;
-  size_t len = size * n, r = len;
-
-  if(x->redirecting || (x->mode == MODE_STREAM && x->status >= 400))
-    r = len;                            /* the redirect's own body, or a
-                                           stream that fails instead */
-  else if(x->sink_ref != LUA_NOREF)
-    r = call_sink(x, p, len) ? len : 0;
-  else if(x->output)
-    r = keep_output(x) ? len : write_out(x, p, len);
-  else if(x->mode == MODE_STREAM && x->data.len > 0 &&
-          x->data.len + len > STREAM_CHUNK) {
+  if(x->sink_ref != LUA_NOREF)
+    return call_sink(x, p, len) ? len : 0;
+  if(x->output)
+    return keep_output(x) ? len : write_out(x, p, len);
+  if(x->mode == MODE_STREAM && x->data.len > 0 &&
+     x->data.len + len > STREAM_CHUNK) {
     x->paused = 1;
     return CURL_WRITEFUNC_PAUSE;
   }
-  else if(buf_add(&x->data, p, len)) {
+  if(buf_add(&x->data, p, len)) {
     x->oom = 1;
-    r = 0;
+    return 0;
   }
+  return len;
+}
+
+/* A chunk of the body, less what a resume answered with 200 repeats. */
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+  struct xfer *x = ud;
+  size_t len = size * n, drop = 0, r = 0;
+
+  if(x->redirecting || (x->mode == MODE_STREAM && x->status >= 400)) {
+    x->last_rx = now_s();
+    return len;                         /* the redirect's own body, or a
+                                           stream that fails instead */
+  }
+  if(x->skip > 0)
+    drop = x->skip < (curl_off_t)len ? (size_t)x->skip : len;
+  if(drop < len)
+    r = take_body(x, p + drop, len - drop);
+  if(r == CURL_WRITEFUNC_PAUSE)
+    return r;                           /* all of it comes again */
   x->last_rx = now_s();                 /* after a slow sink too */
-  return r;
+  if(r != len - drop)
+    return 0;
+  x->skip -= (curl_off_t)drop;
+  x->got += (curl_off_t)r;
+  x->pos += (curl_off_t)r;
+  return len;
 }
 
 static size_t on_read(char *p, size_t size, size_t n, void *ud)
@@ -547,6 +721,9 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
 {
   struct xfer *x = ud;
 
+  if(dltotal > 0)                       /* a resumed 206: its range */
+    dltotal += x->dl_base;
+  dlnow += x->dl_base;
   atomic_store(&x->dlnow, dlnow);
   atomic_store(&x->dltotal, dltotal);
   if(atomic_load(&x->cancel) || clayer_interrupted || x->lua_err)
@@ -634,6 +811,12 @@ oom:
   return -1;
 }
 
+/* Where this hop's Range starts: a resume's offset, or resume_from. */
+static curl_off_t range_start(struct xfer *x)
+{
+  return x->resuming ? x->pos : x->resume_from;
+}
+
 /* Say what this hop sends, secrets redacted. */
 static int emit_request(struct xfer *x)
 {
@@ -653,6 +836,8 @@ static int emit_request(struct xfer *x)
     else
       ok = emit(x, "> %s", h->data);
   }
+  if(ok && range_start(x) > 0)
+    ok = emit(x, "> Range: bytes=%lld-", (long long)range_start(x));
   return ok;
 }
 
@@ -702,8 +887,8 @@ static int setup_hop(struct xfer *x)
   }
   if(x->cacert)
     rc |= curl_easy_setopt(e, CURLOPT_CAINFO, x->cacert);
-  if(x->resume_from > 0) {
-    snprintf(range, sizeof(range), "%lld-", (long long)x->resume_from);
+  if(range_start(x) > 0) {
+    snprintf(range, sizeof(range), "%lld-", (long long)range_start(x));
     rc |= curl_easy_setopt(e, CURLOPT_RANGE, range);
   }
   rc |= set_method(x);
@@ -792,10 +977,145 @@ static void run_easy(struct xfer *x)
 
 /* ---- the stream's pull loop ------------------------------------------- */
 
+/*
+ * Whether hop result rc broke a body that a resume could go on with:
+ * bytes of a 200 or 206 to a GET were taken, and the cause is the network
+ * (a reset, a short body, a stall), not the reader, a cancel or a signal.
+ */
+static int broken_body(struct xfer *x, CURLcode rc)
+{
+  if(!x->resumable || x->got == 0 || x->failed || x->lua_err ||
+     x->sink_abort || x->write_err || x->oom || atomic_load(&x->cancel) ||
+     clayer_interrupted)
+    return 0;
+  if(x->idle_hit)
+    return 1;
+  switch(rc) {
+  case CURLE_PARTIAL_FILE:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_COULDNT_CONNECT:           /* while asking again */
+    return 1;
+  case CURLE_OPERATION_TIMEDOUT:        /* not the total timeout's */
+    return x->deadline <= 0 || now_s() < x->deadline;
+  default:
+    return 0;
+  }
+}
+
+/* The wait before resume number x->resumes + 1: backoff doubled each
+   time, at most max_backoff. */
+static double resume_wait(struct xfer *x)
+{
+  double w = x->backoff;
+  int i;
+
+  for(i = 0; i < x->resumes && w < x->max_backoff; i++)
+    w *= 2;
+  return w < x->max_backoff ? w : x->max_backoff;
+}
+
+/* Say that the body broke and when it resumes: a verbose line, and with
+   resume.log one line on stderr, as the CLI's log writes them (the
+   extractor reads streams on a thread that may not call Lua). */
+static void report_resume(struct xfer *x, const char *why, double wait)
+{
+  char *line;
+  ssize_t w;
+  int n;
+
+  emit(x, "resume %d of %d at byte %lld in %.3g s: %s", x->resumes,
+       x->resume_max, (long long)x->pos, wait, why);
+  if(!x->resume_log)
+    return;
+  n = asprintf(&line, "clayer: %s: %s; resume %d of %d at byte %lld in "
+               "%.3g s\n", x->resume_log, why, x->resumes, x->resume_max,
+               (long long)x->pos, wait);
+  if(n < 0)
+    return;
+  w = write(2, line, (size_t)n);        /* one write: lines stay whole */
+  (void)w;
+  free(line);
+}
+
+/*
+ * Resume the broken body later, if tries are left and the wait ends
+ * before the total timeout: 1, or 0 when x must fail.  The request is
+ * sent again by resume_now() once x->resume_at has come.
+ */
+static int resume_later(struct xfer *x, CURLcode rc)
+{
+  double wait = resume_wait(x);
+  char why[CURL_ERROR_SIZE + 32];
+
+  if(x->resumes >= x->resume_max ||
+     (x->deadline > 0 && now_s() + wait >= x->deadline))
+    return 0;
+  if(x->idle_hit)
+    snprintf(why, sizeof(why), "no data for %ld seconds", x->idle_s);
+  else
+    snprintf(why, sizeof(why), "%s",
+             x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+  curl_multi_remove_handle(x->multi, x->easy);
+  x->resumes++;
+  x->resuming = 1;
+  x->idle_hit = 0;
+  x->paused = 0;
+  x->resume_at = now_s() + wait;
+  report_resume(x, why, wait);
+  return 1;
+}
+
+/* Ask again from the first URL (its redirects are followed again, with
+   the same rule for Authorization), for the bytes from x->pos on. */
+static int resume_now(struct xfer *x)
+{
+  char *url = strdup(x->url0);
+
+  x->resume_at = 0;
+  if(!url) {
+    fail(x, "other", "out of memory");
+    return -1;
+  }
+  free(x->url);
+  x->url = url;
+  x->hops = 0;
+  x->send_auth = x->auth != NULL;
+  if(setup_hop(x))
+    return -1;
+  if(curl_multi_add_handle(x->multi, x->easy)) {
+    fail(x, "other", "cannot restart the transfer");
+    return -1;
+  }
+  return 0;
+}
+
+/* A stream that gave up after resuming says so in its message. */
+static void note_gave_up(struct xfer *x)
+{
+  char *msg;
+
+  if(x->msg && asprintf(&msg, "%s (at byte %lld, after %d resume%s)",
+                        x->msg, (long long)x->pos, x->resumes,
+                        x->resumes == 1 ? "" : "s") >= 0) {
+    free(x->msg);
+    x->msg = msg;
+  }
+}
+
 static void stream_done(struct xfer *x, CURLcode rc)
 {
-  int r = finish_hop(x, rc);
+  int broken = rc != CURLE_OK && broken_body(x, rc);
+  int r;
 
+  if(broken && resume_later(x, rc))
+    return;
+  r = finish_hop(x, rc);
+  if(r < 0 && broken && x->resumes > 0)
+    note_gave_up(x);
   if(r != 1)
     return;
   curl_multi_remove_handle(x->multi, x->easy);
@@ -839,6 +1159,17 @@ static ssize_t pull(struct xfer *x, const void **out)
     if(clayer_interrupted) {
       fail(x, "aborted", "interrupted");
       return -1;
+    }
+    if(x->resume_at > 0) {              /* a broken body waits */
+      double left = x->resume_at - now_s();
+
+      if(left <= 0 && resume_now(x))
+        return -1;
+      if(left > 0)                      /* xfer_free's wakeup ends it */
+        curl_multi_poll(x->multi, NULL, 0,
+                        left * 1000 < POLL_MS ? (int)(left * 1000) + 1 :
+                        POLL_MS, NULL);
+      continue;
     }
     mc = curl_multi_perform(x->multi, &running);
     if(mc != CURLM_OK) {
@@ -903,7 +1234,8 @@ static void check_keys(lua_State *L, int idx, int allowed)
        (!(allowed & OPT_BODY) && !strncmp(k, "body", 4)) ||
        (!(allowed & OPT_OUTPUT) && !strcmp(k, "output")) ||
        (!(allowed & OPT_SINK) && !strcmp(k, "sink")) ||
-       (!(allowed & OPT_PROGRESS) && !strcmp(k, "progress")))
+       (!(allowed & OPT_PROGRESS) && !strcmp(k, "progress")) ||
+       (!(allowed & OPT_RESUME) && !strcmp(k, "resume")))
       luaL_error(L, "http: unknown option '%s'", k);
   }
 }
@@ -976,6 +1308,43 @@ static void parse_headers(lua_State *L, int idx, struct xfer *x)
   lua_pop(L, 1);
 }
 
+/* resume = {tries, backoff, max_backoff, log} into x (misuse raises). */
+static void parse_resume(lua_State *L, int idx, struct xfer *x)
+{
+  static const char *const keys[] = {
+    "tries", "backoff", "max_backoff", "log", NULL
+  };
+  int t = lua_getfield(L, idx, "resume"), top = lua_gettop(L), i;
+
+  if(t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+    lua_pop(L, 1);
+    return;
+  }
+  if(t != LUA_TTABLE)
+    luaL_error(L, "option 'resume': table expected, got %s",
+               luaL_typename(L, -1));
+  lua_pushnil(L);
+  while(lua_next(L, top)) {
+    lua_pop(L, 1);
+    for(i = 0; keys[i]; i++)
+      if(lua_type(L, -1) == LUA_TSTRING &&
+         !strcmp(lua_tostring(L, -1), keys[i]))
+        break;
+    if(!keys[i])
+      luaL_error(L, "option 'resume': unknown field '%s'",
+                 luaL_tolstring(L, -1, NULL));
+  }
+  x->resume_max = (int)clayer_optinteger(L, top, "tries", 3);
+  x->backoff = clayer_optnumber(L, top, "backoff", 1);
+  x->max_backoff = clayer_optnumber(L, top, "max_backoff", 60);
+  if(x->resume_max < 0 || x->resume_max > 1000 || !(x->backoff >= 0) ||
+     !(x->max_backoff >= 0))
+    luaL_error(L, "option 'resume': tries must be 0 to 1000, backoff and "
+               "max_backoff 0 or more");
+  x->resume_log = xstrdup(L, clayer_optstring(L, top, "log", NULL));
+  lua_pop(L, 1);
+}
+
 /*
  * Fill x from the options table at idx (misuse raises).  Returns 0, or
  * the number of values pushed for an environmental failure.
@@ -1010,6 +1379,7 @@ static int parse_opts(lua_State *L, int idx, struct xfer *x, int allowed)
   x->deadline = t > 0 ? now_s() + t : 0;
   x->resume_from = clayer_optinteger(L, idx, "resume_from", 0);
   luaL_argcheck(L, x->resume_from >= 0, idx, "option 'resume_from' < 0");
+  parse_resume(L, idx, x);
   s = getenv("CLAYER_CA_BUNDLE");
   s = clayer_optstring(L, idx, "cacert", s && *s ? s : NULL);
   x->cacert = xstrdup(L, s);
@@ -1092,6 +1462,8 @@ static void xfer_free(lua_State *L, struct xfer *x)
   free(x->cacert);
   free(x->msg);
   free(x->eff_url);
+  free(x->resume_log);
+  free(x->first_hdrs.data);
   free(x->resp_hdrs.data);
   free(x->data.data);
   free(x->lines.data);
@@ -1112,6 +1484,7 @@ static struct xfer *xfer_new(lua_State *L, enum mode mode)
     luaL_error(L, "http: out of memory");
   x->mode = mode;
   x->out_fd = -1;
+  x->total = -1;
   x->sink_ref = x->progress_ref = x->verbose_ref = x->err_ref = LUA_NOREF;
   atomic_init(&x->cancel, 0);
   atomic_init(&x->dlnow, 0);
@@ -1119,16 +1492,23 @@ static struct xfer *xfer_new(lua_State *L, enum mode mode)
   return x;
 }
 
+/* The answer a caller sees: after a resume, still the first one. */
+static long answer_status(struct xfer *x)
+{
+  return x->resumes > 0 ? x->first_status : x->status;
+}
+
 static void push_headers(lua_State *L, struct xfer *x)
 {
+  const struct buf *b = x->resumes > 0 ? &x->first_hdrs : &x->resp_hdrs;
   size_t off = 0;
 
   lua_newtable(L);
-  while(off < x->resp_hdrs.len) {
-    const char *name = x->resp_hdrs.data + off;
+  while(off < b->len) {
+    const char *name = b->data + off;
     const char *value = name + strlen(name) + 1;
 
-    off = (size_t)(value - x->resp_hdrs.data) + strlen(value) + 1;
+    off = (size_t)(value - b->data) + strlen(value) + 1;
     if(lua_getfield(L, -1, name) == LUA_TSTRING)
       lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), value);
     else
@@ -1155,7 +1535,7 @@ static int push_result(lua_State *L, struct handle *h)
   if(x->failed)
     return clayer_fail(L, x->code, "%s", x->msg ? x->msg : "http: failed");
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, x->status);
+  lua_pushinteger(L, answer_status(x));
   lua_setfield(L, -2, "status");
   push_headers(L, x);
   lua_setfield(L, -2, "headers");
@@ -1249,7 +1629,7 @@ static int http_start(lua_State *L)
   luaL_checktype(L, 1, LUA_TTABLE);
   h = push_handle(L, TRANSFER_MT);
   x = h->x = xfer_new(L, MODE_THREAD);
-  n = parse_opts(L, 1, x, OPT_BODY | OPT_OUTPUT);
+  n = parse_opts(L, 1, x, OPT_BODY | OPT_OUTPUT | OPT_RESUME);
   if(n)
     return n;
   if(!x->output)
@@ -1303,7 +1683,7 @@ static int http_open(lua_State *L)
   s->x = NULL;
   luaL_setmetatable(L, CLAYER_HTTP_STREAM);
   x = s->x = xfer_new(L, MODE_STREAM);
-  n = parse_opts(L, 1, x, OPT_PROGRESS);
+  n = parse_opts(L, 1, x, OPT_PROGRESS | OPT_RESUME);
   if(n)
     return n;
   x->multi = curl_multi_init();
@@ -1352,7 +1732,9 @@ static int stream_status(lua_State *L)
 {
   struct stream *s = check_stream(L);
 
-  if(!s->x->hdr_done || s->x->redirecting)
+  if(s->x->resumes > 0)
+    lua_pushinteger(L, answer_status(s->x));
+  else if(!s->x->hdr_done || s->x->redirecting)
     lua_pushnil(L);
   else
     lua_pushinteger(L, s->x->status);
@@ -1364,7 +1746,7 @@ static int stream_headers(lua_State *L)
 {
   struct stream *s = check_stream(L);
 
-  if(!s->x->hdr_done || s->x->redirecting)
+  if(s->x->resumes == 0 && (!s->x->hdr_done || s->x->redirecting))
     lua_pushnil(L);
   else
     push_headers(L, s->x);

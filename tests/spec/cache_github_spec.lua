@@ -100,8 +100,8 @@ local function stage_layer(tag, part_size, bytes)
    return dir .. "/stage", meta, tree
 end
 
-local function restore(b, tag, meta)
-   local root = h.tmpdir() .. "/R"
+local function restore(b, tag, meta, root)
+   root = root or h.tmpdir() .. "/R"
    os.execute("mkdir -p " .. q(root))
    local srcs = assert(b:sources(tag, meta))
    local parts = {}
@@ -590,22 +590,137 @@ function TestCacheGithub:test_5xx_then_success_and_giving_up()
    assert(b:find(tag))
 end
 
-function TestCacheGithub:test_stalled_download_times_out()   -- D3
+-- A published layer of `bytes` random bytes (the archive is about as
+-- big): backend, tag, meta found, tree, and the archive's storage path
+-- ("/blob/ID", for faults' match and the log).
+local function published(bytes, pol)
    local repo = new_repo()
    local tag = "layer-" .. KEY
-   local stage, meta = stage_layer(tag, nil, 200000)
-   local b = backend(repo)
+   local stage, meta, tree = stage_layer(tag, nil, bytes)
+   local b = backend(repo, pol)
    lu.assertEquals(b:publish(tag, stage, meta), "published")
    local found = assert(b:find(tag))
-   control { op = "fault", kind = "stall", count = 1, match = "/blob/" }
+   local rel = releases_of(repo)[1]
+   local blob
+   for _, a in ipairs(rel.assets) do
+      if a.name == "layer.tar.zst" then
+         blob = "/blob/" .. math.tointeger(a.id)
+      end
+   end
+   return b, tag, found, tree, assert(blob)
+end
+
+-- The requests for the storage path blob since the last log reset.
+local function blob_gets(blob)
+   local out = {}
+   for _, e in ipairs(server_log()) do
+      if e.port == "storage" and e.path:find(blob .. "?", 1, true) == 1 then
+         out[#out + 1] = e
+      end
+   end
+   return out
+end
+
+-- A download that resets after 1 MB goes on from there (one resume, the
+-- redirect asked for again), and the first megabyte is sent once.
+function TestCacheGithub:test_reset_download_resumes()
+   local b, tag, found, tree, blob = published(3 * 1048576)
+   control { op = "fault", kind = "reset", count = 1, match = blob,
+      after = 1048576 }
+   server_log(true)
+   local root = assert(restore(b, tag, found))
+   lu.assertTrue(same_file(root .. "/opt/t/big", tree .. "/opt/t/big"))
+   local L = server_log()
+   local g = blob_gets(blob)
+   lu.assertEquals(#g, 2)
+   lu.assertEquals(g[1].range, json.null)
+   lu.assertEquals(g[1].sent, 1048576)
+   local at = tonumber(g[2].range:match("^bytes=(%d+)%-$"))
+   lu.assertTrue(at > 0 and at <= 1048576, g[2].range)
+   lu.assertEquals(g[2].status, 206)
+   lu.assertEquals(g[2].sent, found.archive_size - at)
+   for _, e in ipairs(g) do lu.assertFalse(e.auth) end
+   -- each time through the API, with the token, and its redirect
+   lu.assertEquals(count(L, function(e)
+      return e.port == "api" and e.path:match("/releases/assets/%d+$")
+         and e.auth and e.accept == "application/octet-stream"
+   end), 2)
+end
+
+function TestCacheGithub:test_stalled_download_resumes()   -- D3
+   local b, tag, found, tree, blob = published(200000)
+   control { op = "fault", kind = "stall", count = 1, match = blob,
+      after = 100000 }
+   server_log(true)
+   local t0 = proc.clock()
+   local root = assert(restore(b, tag, found))
+   lu.assertTrue(proc.clock() - t0 < 5)
+   lu.assertTrue(same_file(root .. "/opt/t/big", tree .. "/opt/t/big"))
+   local g = blob_gets(blob)
+   lu.assertEquals(#g, 2)
+   lu.assertEquals(g[2].range, "bytes=100000-")
+end
+
+-- Stalls every time: `retries` resumes, then the stream fails, and the
+-- scratch root stays as it was: nothing half-applied.
+function TestCacheGithub:test_stalled_download_gives_up()   -- D3
+   local pol = policy()
+   pol.http.retries = 1
+   local b, tag, found, _, blob = published(200000, pol)
+   control { op = "fault", kind = "stall", count = 99, match = blob,
+      after = 100000 }
+   server_log(true)
    local t0 = proc.clock()
    local root, err = restore(b, tag, found)
    lu.assertNil(root)
-   lu.assertStrContains(err, "no data for")
+   lu.assertStrContains(err, "no data for 1 seconds (at byte 200000, "
+      .. "after 1 resume)")
    lu.assertTrue(proc.clock() - t0 < 10)
-   -- the scratch root stays as it was: nothing half-applied
+   lu.assertEquals(#blob_gets(blob), 2)
    local rest = h.sh("ls -A " .. q(h._dirs[#h._dirs] .. "/R"))
    lu.assertEquals(rest, "")
+   -- a second download of the same entry (the restore's whole retry)
+   -- does not resume: the two together stay bounded
+   server_log(true)
+   root, err = restore(b, tag, found)
+   lu.assertNil(root)
+   lu.assertNotStrContains(err, "resume")
+   lu.assertEquals(#blob_gets(blob), 1)
+end
+
+function TestCacheGithub:test_resume_when_storage_ignores_range()
+   local b, tag, found, tree, blob = published(3 * 1048576)
+   control { op = "fault", kind = "reset", count = 1, match = blob,
+      after = 1048576 }
+   control { op = "fault", kind = "norange", count = 1, match = blob }
+   server_log(true)
+   local root = assert(restore(b, tag, found))
+   lu.assertTrue(same_file(root .. "/opt/t/big", tree .. "/opt/t/big"))
+   local g = blob_gets(blob)
+   lu.assertEquals(#g, 2)
+   lu.assertStrMatches(g[2].range, "bytes=%d+%-")
+   lu.assertEquals(g[2].status, 200)            -- all again, skipped
+   lu.assertEquals(g[2].sent, found.archive_size)
+end
+
+function TestCacheGithub:test_resume_with_wrong_content_range_fails()
+   local b, tag, found, _, blob = published(3 * 1048576)
+   local root = h.tmpdir() .. "/R"
+   assert(h.sh(("mkdir -p %s/opt/t && echo mine > %s/opt/t/a")
+      :format(q(root), q(root))))
+   local before = h.sh("cd " .. q(root) .. " && find . -ls | sort")
+   control { op = "fault", kind = "reset", count = 1, match = blob,
+      after = 1048576 }
+   control { op = "fault", kind = "badrange", count = 1, match = blob }
+   server_log(true)
+   local ok, err, code = restore(b, tag, found, root)
+   lu.assertNil(ok)
+   lu.assertEquals(code, "io")
+   lu.assertStrContains(err, "resuming at byte ")
+   lu.assertStrContains(err, "Content-Range is 'bytes ")
+   lu.assertEquals(#blob_gets(blob), 2)
+   lu.assertEquals(h.sh("cd " .. q(root) .. " && find . -ls | sort"), before)
+   lu.assertEquals(h.read(root .. "/opt/t/a"), "mine\n")
 end
 
 function TestCacheGithub:test_bad_token_and_missing_scope()

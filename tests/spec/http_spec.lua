@@ -2,6 +2,7 @@
 local lu = require "luaunit"
 local h = require "helper"
 local http = require "clayer.http"
+local json = require "clayer.json"
 
 local MB = 1024 * 1024
 
@@ -402,6 +403,166 @@ function TestHttp:test_resume_from_tail()
    lu.assertEquals(h.read(out), "0123456789")
 end
 
+-- The /files requests server n saw since the last call (httpd.py /_log).
+-- A break= fault hits the first requests of its exact URL: each test
+-- below uses a URL of its own.
+local function files_log(n)
+   return json.decode(assert(http.request {
+      url = url("/_log?reset=1", n) }).body)
+end
+
+-- Read stream s to its end: the body, or nil, err, code.
+local function drain(s)
+   local t = {}
+   while true do
+      local chunk, err, code = s:read()
+      if not chunk then
+         if err then return nil, err, code end
+         return table.concat(t)
+      end
+      t[#t + 1] = chunk
+   end
+end
+
+local FAST = { tries = 2, backoff = 0.001 }
+
+function TestHttp:test_open_resumes_after_reset()
+   files_log()
+   local lines = {}
+   local s <close> = assert(http.open {
+      url = url("/files/big.bin?break=reset&after=300000"), resume = FAST,
+      verbose = function(l) lines[#lines + 1] = l end })
+   lu.assertEquals(drain(s), h.read(root() .. "/big.bin"))
+   lu.assertEquals(s:status(), 200)           -- the first answer's
+   lu.assertEquals(s:headers()["content-length"], tostring(MB))
+   -- one resume: the second request asks for the rest, and gets only it
+   local L = files_log()
+   lu.assertEquals(#L, 2)
+   lu.assertEquals(L[1].range, json.null)
+   lu.assertEquals(L[1].sent, 300000)
+   local at = tonumber(L[2].range:match("^bytes=(%d+)%-$"))
+   lu.assertTrue(at and at > 0 and at <= 300000, L[2].range)
+   lu.assertEquals(L[2].status, 206)
+   lu.assertEquals(L[2].sent, MB - at)
+   local all = table.concat(lines, "\n")
+   lu.assertStrContains(all, ("resume 1 of 2 at byte %d in "):format(at))
+   lu.assertStrContains(all, ("> Range: bytes=%d-"):format(at))
+end
+
+function TestHttp:test_open_resume_after_stall()
+   files_log()
+   local t, body = elapsed(function()
+      local s <close> = assert(http.open {
+         url = url("/files/big.bin?break=stall&after=200000"),
+         idle_timeout = 1, resume = FAST })
+      return drain(s)
+   end)
+   lu.assertEquals(body, h.read(root() .. "/big.bin"))
+   lu.assertTrue(t < 4, "took " .. t .. " s")
+   local L = files_log()
+   lu.assertEquals(#L, 2)
+   lu.assertStrMatches(L[2].range, "bytes=%d+%-")
+end
+
+function TestHttp:test_open_resume_skips_when_range_is_ignored()
+   files_log()
+   local s <close> = assert(http.open {
+      url = url("/files/big.bin?break=reset&after=300000&range=ignore"),
+      resume = FAST })
+   lu.assertEquals(drain(s), h.read(root() .. "/big.bin"))
+   local L = files_log()
+   lu.assertEquals(#L, 2)
+   lu.assertNotEquals(L[2].range, json.null)
+   lu.assertEquals(L[2].status, 200)         -- all of it again, skipped
+   lu.assertEquals(L[2].sent, MB)
+end
+
+function TestHttp:test_open_resume_wrong_content_range_fails()
+   local s <close> = assert(http.open {
+      url = url("/files/big.bin?break=reset&after=300000&range=shift"),
+      resume = FAST })
+   local body, err, code = drain(s)
+   lu.assertNil(body)
+   lu.assertEquals(code, "http")
+   lu.assertStrContains(err, "resuming at byte ")
+   lu.assertStrContains(err, "Content-Range is 'bytes ")
+end
+
+function TestHttp:test_open_resumes_are_bounded()
+   files_log()
+   local s <close> = assert(http.open {
+      url = url("/files/big.bin?break=reset&after=100000&times=99"),
+      resume = FAST })
+   local body, err, code = drain(s)
+   lu.assertNil(body)
+   lu.assertEquals(code, "reset")
+   lu.assertStrContains(err, "after 2 resumes)")
+   lu.assertEquals(#files_log(), 3)
+   -- nothing taken yet: no resume, the failure of today
+   local s2 <close> = assert(http.open {
+      url = url("/files/big.bin?break=reset&after=0"), resume = FAST })
+   body, err, code = drain(s2)
+   lu.assertNil(body)
+   lu.assertEquals(code, "reset")
+   lu.assertNotStrContains(err, "resume")
+   lu.assertEquals(#files_log(), 1)
+   -- an HTTP error status is no broken body either
+   local s3 <close> = assert(http.open { url = url("/status/503"),
+      resume = FAST })
+   body, err, code = drain(s3)
+   lu.assertNil(body)
+   lu.assertEquals(code, "http")
+   lu.assertStrContains(err, "HTTP 503")
+end
+
+-- A resume asks the first URL again: its redirect is followed anew, and
+-- Authorization still stays with the origin it was given for.
+function TestHttp:test_resume_follows_redirects_again()
+   local target = url("/files/big.bin?break=reset&after=300000", 2)
+   files_log(2)
+   assert(http.request { url = url("/_stats?reset=1") })
+   local s <close> = assert(http.open {
+      url = url("/redirect-to?url=" .. http.escape(target)),
+      headers = { Authorization = "Bearer secret" }, resume = FAST })
+   lu.assertEquals(drain(s), h.read(root() .. "/big.bin"))
+   local L = files_log(2)
+   lu.assertEquals(#L, 2)
+   lu.assertFalse(L[1].auth)
+   lu.assertFalse(L[2].auth)
+   lu.assertNotEquals(L[2].range, json.null)
+   local stats = assert(http.request { url = url("/_stats") }).body
+   lu.assertStrContains(stats, '"/redirect-to": 2')
+end
+
+function TestHttp:test_start_resumes_into_output()
+   local out = h.tmpdir() .. "/big"
+   files_log()
+   local t = assert(http.start {
+      url = url("/files/big.bin?break=reset&after=300000&to=file"),
+      output = out,
+      resume = FAST })
+   local r = assert(t:wait())
+   lu.assertEquals(r.status, 200)
+   lu.assertEquals(sha256(out), sha256(root() .. "/big.bin"))
+   lu.assertEquals({ t:progress() }, { MB, MB })
+   lu.assertEquals(#files_log(), 2)
+   t:close()
+end
+
+-- resume.log: one line per resume on stderr, as the CLI's log has them.
+function TestHttp:test_resume_log_line_on_stderr()
+   local script = ("local http = require 'clayer.http' "
+      .. "local s = http.open { url = %q, resume = { tries = 1, "
+      .. "backoff = 0.001, log = 'spec: big.bin' } } "
+      .. "local n = 0 while true do local c, e = s:read() "
+      .. "if not c then assert(not e, e) break end n = n + #c end "
+      .. "io.write(n)"):format(url("/files/big.bin?break=reset&after=300000"
+      .. "&log=1"))
+   local out = h.sh(h.q(h.bin) .. " -e " .. h.q(script) .. " 2>&1")
+   lu.assertStrMatches(out, "clayer: spec: big%.bin: [^\n]+; resume 1 of 1 "
+      .. "at byte %d+ in 0%.001 s\n" .. MB)
+end
+
 function TestHttp:test_misuse_raises()
    lu.assertErrorMsgContains("unknown option", http.request,
       { url = url("/"), bogus = 1 })
@@ -411,6 +572,12 @@ function TestHttp:test_misuse_raises()
       { url = url("/"), method = "BREW" })
    lu.assertErrorMsgContains("unknown option", http.open,
       { url = url("/"), output = "/tmp/x" })
+   lu.assertErrorMsgContains("unknown option", http.request,
+      { url = url("/"), resume = {} })
+   lu.assertErrorMsgContains("unknown field 'retries'", http.open,
+      { url = url("/"), resume = { retries = 1 } })
+   lu.assertErrorMsgContains("option 'resume'", http.open,
+      { url = url("/"), resume = { tries = -1 } })
 end
 
 function TestHttp:test_escape()

@@ -437,9 +437,27 @@ function GH:sources(tag, meta)
    return out
 end
 
+-- How the download of part `name` of `tag` resumes when its body breaks
+-- midway (http.open's resume): up to `retries` times, waiting `backoff`
+-- doubled each time (at most `max_backoff`), each resume reported on
+-- stderr.  Only the first download of an entry (its `meta` table) resumes:
+-- when it gives up, the restore's whole-download retries (layer.lua,
+-- http.retries) each start from byte 0 without resuming, so a part costs
+-- at most 1 + retries requests here and one per retry there.
+function GH:resume_opts(tag, meta, name)
+   local first = not (self.downloads and self.downloads[meta])
+   local note
+   if log.level >= log.NORMAL then
+      note = log.redact(("%s: %s: %s"):format(self.uri, tag, name))
+   end
+   return { tries = first and math.floor(bound(self.opts, "retries")) or 0,
+      backoff = bound(self.opts, "backoff"),
+      max_backoff = bound(self.opts, "max_backoff"), log = note }
+end
+
 --- The download requests of an entry's parts, in order: http.request
--- options (url, headers, timeouts), for streaming or for prefetching to
--- a file (compose).
+-- options (url, headers, timeouts, resume), for streaming or for
+-- prefetching to a file (compose).
 function GH:requests(tag, meta)
    local rel = self.releases[tag]
    if not rel then
@@ -467,8 +485,11 @@ function GH:requests(tag, meta)
          connect_timeout = bound(self.opts, "connect_timeout"),
          idle_timeout = bound(self.opts, "idle_timeout"),
          cacert = self.cacert, verbose = verbose_fn(),
+         resume = self:resume_opts(tag, meta, p.name),
       }
    end
+   self.downloads = self.downloads or setmetatable({}, { __mode = "k" })
+   self.downloads[meta] = true
    return out
 end
 
