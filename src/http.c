@@ -176,23 +176,71 @@ static double now_s(void)
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A copy of url without "user:password@", for messages; caller frees. */
+/* Whether a query parameter's name says its value grants access (signed
+   storage URLs: X-Amz-Signature, X-Amz-Credential, sig, jwt, token...). */
+static int secret_param(const char *name, size_t n)
+{
+  static const char *const words[] = {
+    "sig", "token", "credential", "jwt", "secret", "password", "auth",
+    "key", NULL
+  };
+  size_t i, k;
+
+  for(i = 0; words[i]; i++) {
+    size_t w = strlen(words[i]);
+
+    for(k = 0; k + w <= n; k++)
+      if(!strncasecmp(name + k, words[i], w))
+        return 1;
+  }
+  return 0;
+}
+
+/* A copy of url without "user:password@" and with the values of secret
+   query parameters replaced by "REDACTED", for messages; caller frees. */
 static char *redact_url(const char *url)
 {
   const char *p = strstr(url, "://");
-  const char *at, *end;
-  char *out;
+  const char *at, *end, *q;
+  struct buf b = { NULL, 0, 0 };
 
-  if(!p)
-    return strdup(url);
-  p += 3;
-  end = p + strcspn(p, "/?#");
-  at = memchr(p, '@', end - p);
-  if(!at)
-    return strdup(url);
-  if(asprintf(&out, "%.*s%s", (int)(p - url), url, at + 1) < 0)
-    return NULL;
-  return out;
+  if(p) {
+    p += 3;
+    end = p + strcspn(p, "/?#");
+    at = memchr(p, '@', (size_t)(end - p));
+    if(buf_add(&b, url, (size_t)(p - url)))
+      goto oom;
+    if(at)
+      p = at + 1;
+  }
+  else
+    p = url;
+  q = strchr(p, '?');
+  if(!q)
+    q = p + strlen(p);
+  if(buf_add(&b, p, (size_t)(q - p)))
+    goto oom;
+  while(*q == '?' || *q == '&') {
+    size_t len = strcspn(q + 1, "&#");
+    const char *eq = memchr(q + 1, '=', len);
+
+    if(eq && secret_param(q + 1, (size_t)(eq - q - 1))) {
+      if(buf_add(&b, q, (size_t)(eq - q) + 1) ||
+         buf_add(&b, "REDACTED", 8))
+        goto oom;
+    }
+    else if(buf_add(&b, q, len + 1))
+      goto oom;
+    q += len + 1;
+  }
+  if(buf_add(&b, q, strlen(q)))
+    goto oom;
+  if(!b.data)
+    return strdup("");
+  return b.data;
+oom:
+  free(b.data);
+  return NULL;
 }
 
 /* Headers whose values verbose output never shows. */

@@ -154,12 +154,19 @@ static int run_gc(lua_State *L)
 static void stop_group(run_state *st)
 {
   double until = now_mono() + KILL_GRACE;
+  pid_t group = st->pid;
 
-  if(st->pid <= 0)
+  if(group <= 0)
     return;
-  kill(-st->pid, SIGTERM);
+  kill(-group, SIGTERM);
   while(!reap(st, 0) && now_mono() < until)
     poll(NULL, 0, 20);
+  /* the leader may be gone while members that ignore SIGTERM (a
+     background job with `trap '' TERM`) live on: wait for the group to
+     empty, then kill what is left of it */
+  while(kill(-group, 0) == 0 && now_mono() < until)
+    poll(NULL, 0, 20);
+  kill(-group, SIGKILL);
   release(st);
 }
 

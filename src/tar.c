@@ -345,7 +345,8 @@ struct tar_pipe {
   unsigned char *held;     /* the block the reader has now */
 };
 
-/* Hand a filled block to the reader; 0, or -1 when told to stop. */
+/* Hand a filled block to the reader, which owns it from now on (freed
+   here when the reader gave up); 0, or -1 when told to stop. */
 static int pipe_put(struct tar_pipe *pp, unsigned char *data, size_t len,
                     long long total)
 {
@@ -404,16 +405,19 @@ static void *pipe_main(void *arg)
         break;
       }
       if(olen == PIPE_BLOCK) {
-        if(pipe_put(pp, out, olen, in->total))
-          goto end;
+        int r = pipe_put(pp, out, olen, in->total);   /* takes out */
+
         out = NULL;
         olen = 0;
+        if(r)
+          goto end;
       }
     }
   }
   if(olen && !in->code && !bad) {
-    if(pipe_put(pp, out, olen, in->total) == 0)
-      out = NULL;
+    pipe_put(pp, out, olen, in->total);   /* takes out, even when told to
+                                             stop */
+    out = NULL;
   }
   if(bad && !in->code) {
     char why[sizeof(in->msg)];

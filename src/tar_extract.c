@@ -588,8 +588,9 @@ static int link_target(struct tar_x *x, const char *target, char **tnorm,
     *slash = '/';
   *tname = slash ? slash + 1 : *tnorm;
   it = NULL;
+  /* a file this run moved into the journal is its own no more */
   if(*tfd >= 0 && !fstatat(*tfd, *tname, tst, AT_SYMLINK_NOFOLLOW) &&
-     S_ISREG(tst->st_mode))
+     S_ISREG(tst->st_mode) && !tj_inside(&x->j, *tfd))
     it = inode(x, tst, 0);
   if(!it || !(it->flags & I_MINE))
     return xfail(x, "refused", "hardlink to %s, which is not a file "
@@ -732,6 +733,12 @@ static int dir_xattrs(struct tar_x *x, const char *rel,
     return xerrno(x, "stat");
   }
   made = inode(x, &st, 0) && (inode(x, &st, 0)->flags & I_CREATED);
+  /* an access ACL (system.posix_acl_access) rewrites the mode bits too:
+     journal the old folder's mode, owner and times first */
+  if(!made && touch(x, fd, rel)) {
+    close(fd);
+    return -1;
+  }
   archive_entry_xattr_reset(e);
   while(archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
     if(!xattr_wanted(x, name))

@@ -977,7 +977,7 @@ static char *read_log(const char *dir, int *fd_out)
   *fd_out = -1;
   if(!path)
     return NULL;
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = open(path, O_RDWR | O_CLOEXEC);
   free(path);
   if(fd < 0)
     return NULL;
@@ -1003,9 +1003,17 @@ static char *read_log(const char *dir, int *fd_out)
   }
   *fd_out = fd;
   if(buf) {
+    size_t whole = len;
+
     while(len && buf[len - 1] != '\n')   /* an unfinished record: undone */
       len--;
     buf[len] = '\0';
+    /* cut it from the file too, or the replay's first "undone" mark would
+       be appended to it and lost with it */
+    if(len != whole && ftruncate(fd, (off_t)len)) {
+      free(buf);
+      return NULL;
+    }
   }
   return buf;
 }

@@ -270,6 +270,25 @@ function TestHttp:test_connection_refused_is_connect()
    lu.assertStrContains(err, "http: http://127.0.0.1:" .. port .. "/x: ")
 end
 
+-- Signed storage URLs carry credentials in their query: messages keep
+-- the parameter names and drop those values (and user:password@).
+function TestHttp:test_messages_redact_signed_url_credentials()
+   local port = h.sh("python3 -c 'import socket; s = socket.socket(); "
+      .. "s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1]); "
+      .. "s.close()'"):match("%d+")
+   local r, err = http.request { url = "http://u:pw@127.0.0.1:" .. port
+      .. "/a?X-Amz-Signature=S1&X-Amz-Credential=S2&sp=r&sig=S3"
+      .. "&jwt=S4&response-content-type=x#frag" }
+   lu.assertNil(r)
+   lu.assertStrContains(err, "http: http://127.0.0.1:" .. port
+      .. "/a?X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&sp=r"
+      .. "&sig=REDACTED&jwt=REDACTED&response-content-type=x#frag: ")
+   for _, secret in ipairs { "S1", "S2", "S3", "S4", "pw" } do
+      lu.assertNotStrContains(err, secret .. "&")
+      lu.assertNotStrContains(err, ":" .. secret .. "@")
+   end
+end
+
 function TestHttp:test_idle_timeout()
    server()
    local t, r, err, code = elapsed(function()

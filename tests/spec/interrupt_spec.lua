@@ -131,6 +131,27 @@ print("not interrupted")
    lu.assertNotEquals(alive, 0, "child " .. child .. " still runs")
 end
 
+-- A background job of the child that ignores SIGTERM is killed with the
+-- group after the grace period, even though the child itself is gone.
+function TestInterrupt:test_background_job_ignoring_sigterm_is_killed()
+   local dir = h.tmpdir()
+   local status, secs, out = term(dir, [[
+require("clayer.proc").run({ "sh", "-c",
+   "(trap '' TERM INT; echo $$ > /dev/null; exec sleep 1000) & "
+   .. "echo $! > job; echo $PPID > r; mv r ready; wait" },
+   { cwd = DIR })
+print("not interrupted")
+]])
+   assert_stopped(status, secs, out)
+   local job = assert(h.read(dir .. "/job")):match("%d+")
+   -- gone, or a zombie waiting for whoever inherited it
+   h.sh("sleep 0.2")
+   local state = h.sh("ps -o stat= -p " .. job):match("%S")
+   if state and state ~= "Z" then h.sh("kill -9 " .. job) end
+   lu.assertTrue(state == nil or state == "Z",
+      "background job " .. job .. " still runs (" .. tostring(state) .. ")")
+end
+
 -- A server on 127.0.0.1 that accepts and never answers (it ends by
 -- itself after a minute): its pid and port.
 local function silent_server(dir)

@@ -268,3 +268,33 @@ entry(tf, "../evil", data=b"x")
    lu.assertNotNil(io.open(dir .. "/U/d/s/bin"), out)
    lu.assertEquals(run("stat -c %u " .. h.q(dir .. "/U/d/s/bin")), "1234\n")
 end
+
+-- An access ACL on an old folder changes its mode bits as well: a failed
+-- restore (here a wrong digest, found only at the end) puts the mode back,
+-- not just the attribute.
+function TestJournalXattr:test_acl_mode_change_is_rolled_back()
+   local dir = h.tmpdir()
+   local R = dir .. "/R"
+   run("mkdir -p " .. h.q(R .. "/secret") .. " && chmod 0700 "
+      .. h.q(R .. "/secret"))
+   python(dir, [[
+import base64, io, os, struct, sys, tarfile
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, 0xffffffff)
+      for t, p in [(1, 7), (4, 7), (0x10, 7), (0x20, 7)])
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tf:
+    ti = tarfile.TarInfo("secret/"); ti.type = tarfile.DIRTYPE; ti.mode = 0o700
+    ti.pax_headers = {"LIBARCHIVE.xattr.system.posix_acl_access":
+                      base64.b64encode(acl).decode()}
+    tf.addfile(ti)
+    data = os.urandom(1 << 20)
+    ti = tarfile.TarInfo("pad"); ti.size = len(data)
+    tf.addfile(ti, io.BytesIO(data))
+]], dir .. "/acl.tar")
+   run("zstd -q --rm " .. h.q(dir .. "/acl.tar"))
+   local r, err, code = tar.extract { root = R, source = dir .. "/acl.tar.zst",
+      sha256 = ("0"):rep(64) }
+   lu.assertNil(r)
+   lu.assertEquals(code, "digest", err)
+   lu.assertEquals(run("stat -c %a " .. h.q(R .. "/secret")), "700\n")
+   lu.assertEquals(run("ls -A " .. h.q(R)), "secret\n")
+end

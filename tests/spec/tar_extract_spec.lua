@@ -390,6 +390,12 @@ with archive(OUT) as tf:
       root = [[
     entry(tf, "grab", "hard", link=".")
 ]],
+      -- the first t, moved into the journal when the second replaced it
+      journal = [[
+    entry(tf, "t", data=b"x\n")
+    entry(tf, "t", data=b"y\n")
+    entry(tf, "grab", "hard", link="var/lib/clayer/journal/00000001")
+]],
    }) do
       local a = T.make(area, "bad-" .. name,
          "with archive(OUT) as tf:\n" .. body)
