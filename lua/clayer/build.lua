@@ -223,6 +223,36 @@ end
 -- RUN
 -- ===================================================================
 
+-- The program a RUN starts: its interpreter line's for a heredoc script,
+-- argv[1] for the exec form, else the shell (SHELL, default /bin/sh).
+local function run_program(scope, ins)
+   if ins.exec then return ins.exec[1] end
+   if ins.script then
+      return (ins.script:match("^#![ \t]*([^ \t\n]+)"))
+   end
+   return scope.shell[1]
+end
+
+-- Why the program a RUN starts cannot run below the root, or nil.  A
+-- missing shell would otherwise show only as the child's "exec: ...: No
+-- such file or directory" and exit status 127.  Names without a "/" are
+-- found through PATH at exec time and not checked here.
+local function missing_program(ctx, prog)
+   if type(prog) ~= "string" or prog:sub(1, 1) ~= "/" then return nil end
+   local in_root = ctx.root == "" and "" or " in the root " .. ctx.root
+   local logical = M.resolve(ctx.root, prog, true)
+   -- resolved inside the root: no symlink left for stat to follow out
+   local st = logical and fs.stat(ctx.root .. logical)
+   if not st then return ("%s not found%s"):format(prog, in_root) end
+   if st.type ~= "file" then
+      return ("%s is not a file%s"):format(prog, in_root)
+   end
+   if st.mode & 73 == 0 then
+      return ("%s is not executable%s"):format(prog, in_root)
+   end
+   return nil
+end
+
 local function run_command(ctx, scope, ins, cmd)
    local policy = ctx.policy or {}
    local opts = {
@@ -265,6 +295,8 @@ local function shebang(script, path)
 end
 
 function ops.RUN(ctx, scope, ins)
+   local missing = missing_program(ctx, run_program(scope, ins))
+   if missing then return fail(ctx, ins, "RUN: %s", missing) end
    if ins.exec then return run_command(ctx, scope, ins, ins.exec) end
    if not ins.script then return run_command(ctx, scope, ins, ins.cmd) end
    -- a heredoc with its own interpreter line runs as a script file (through
@@ -1165,6 +1197,29 @@ function M.plan(doc, ctx)
    return out
 end
 
+-- Before anything runs: when the first instruction that can change the
+-- root is a RUN (only ENV, ARG, WORKDIR, SHELL and SNAPSHOT before it),
+-- nothing can bring its program in first, so a missing one fails now.
+local SETTING = { ENV = true, ARG = true, WORKDIR = true, SHELL = true,
+   SNAPSHOT = true }
+
+local function precheck(ctx, doc)
+   local shell = { "/bin/sh", "-c" }
+   for _, ins in ipairs(doc.instructions) do
+      if ins.op == "SHELL" then shell = ins.argv end
+      if ins.op == "RUN" then
+         local missing = missing_program(ctx,
+            run_program({ shell = shell }, ins))
+         if missing then return fail(ctx, ins, "RUN: %s", missing) end
+         return true
+      end
+      if not (SETTING[ins.op] or ins.ignored) and ops[ins.op] then
+         return true
+      end
+   end
+   return true
+end
+
 --- Run every instruction in order.
 -- @param ctx file (the name in messages), dir (the Containerfile's
 --   folder: the build context), root ("" or a prefix), build_args
@@ -1173,6 +1228,8 @@ end
 function M.run(doc, ctx)
    ctx.root = ctx.root or ""
    local scope = new_scope(ctx.build_args)
+   local ready, why = precheck(ctx, doc)
+   if not ready then return nil, why end
    for _, ins in ipairs(doc.instructions) do
       local f = ops[ins.op]
       if f then

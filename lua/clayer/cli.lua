@@ -3,6 +3,7 @@ local fs = require "clayer.fs"
 local json = require "clayer.json"
 local layer = require "clayer.layer"
 local log = require "clayer.log"
+local proc = require "clayer.proc"
 local state = require "clayer.state"
 
 local M = {}
@@ -29,7 +30,8 @@ commands:
   scripts export DIR  write the embedded Lua scripts to DIR
 
 options:
-  --cache URI       cache: dir:PATH or github:OWNER/REPO (env CLAYER_CACHE)
+  --cache URI       cache: dir:PATH (or /PATH, ~/PATH) or github:OWNER/REPO
+                    (env CLAYER_CACHE)
   --repo OWNER/REPO same as --cache github:OWNER/REPO
   --token-file F    GitHub token from a file (else GH_TOKEN, GITHUB_TOKEN)
   --cacert F        CA bundle (env CLAYER_CA_BUNDLE)
@@ -60,7 +62,7 @@ local flags = {
 }
 
 --- Parse argv into {command, args = {...}, opts = {...}}.
--- @return parsed, or nil, err
+-- @return parsed, or nil, err, what was parsed before the error
 function M.parse(argv)
    local out = { args = {}, opts = { ["build-arg"] = {} } }
    local i = 1
@@ -83,7 +85,7 @@ function M.parse(argv)
                i = i + 1
                value = argv[i]
                if value == nil then
-                  return nil, "option --" .. name .. " needs a value"
+                  return nil, "option --" .. name .. " needs a value", out
                end
             end
             if name == "build-arg" then
@@ -97,14 +99,14 @@ function M.parse(argv)
             end
          elseif flags[name] then
             if value ~= nil then
-               return nil, "option --" .. name .. " takes no value"
+               return nil, "option --" .. name .. " takes no value", out
             end
             out.opts[name] = true
          else
-            return nil, "unknown option: " .. a
+            return nil, "unknown option: " .. a, out
          end
       elseif a:sub(1, 1) == "-" and a ~= "-" then
-         return nil, "unknown option: " .. a
+         return nil, "unknown option: " .. a, out
       elseif not out.command then
          out.command = a
       else
@@ -170,20 +172,44 @@ end
 function M.code_for(code)
    if code == "usage" or code == "parse" then return M.EXIT.USAGE end
    if code == "cache" or code == "miss" then return M.EXIT.CACHE end
+   if code == "interrupted" then return M.EXIT.INTERRUPTED end
    return M.EXIT.FAILED
 end
 
+--- Whether this run printed its --json object already.
+M.json_printed = false
+
 function M.print_json(obj)
+   M.json_printed = true
    io.stdout:write(json.encode(obj, { pretty = true }), "\n")
 end
 
-function M.summary(command, ok, reports, err)
+--- The --json object of a command that failed before it printed its own
+-- (bad option, bad cache URI, Containerfile error...): the same
+-- `command`, `ok`, `error` and `warnings` as every --json object, and
+-- `code`, why it failed (usage, parse, cache, failed, interrupted: the
+-- codes M.code_for maps to exit statuses).
+function M.error_object(command, err, code)
+   return { command = command or json.null, ok = false,
+      error = log.redact(err), code = code or "failed",
+      warnings = json.array(log.warnings) }
+end
+
+function M.summary(command, ok, reports, err, code)
+   -- download_started and extract_finished are proc.clock() readings
+   -- (monotonic); JSON gives them as wall-clock epoch seconds, one offset
+   -- for all, so they still compare exactly with each other
+   local offset = proc.time() - proc.clock()
+   local function wall(mono)
+      return type(mono) == "number" and mono + offset or nil
+   end
    local layers = {}
    for _, r in ipairs(reports) do
       layers[#layers + 1] = { name = r.name or json.null, tag = r.tag,
          key = r.key, action = r.action, bytes = r.bytes, files = r.files,
-         published = r.published, download_started = r.download_started,
-         extract_finished = r.extract_finished }
+         published = r.published,
+         download_started = wall(r.download_started),
+         extract_finished = wall(r.extract_finished) }
    end
    local timings = {}
    for _, r in ipairs(reports) do
@@ -191,9 +217,11 @@ function M.summary(command, ok, reports, err)
          timings[k] = (timings[k] or 0) + v
       end
    end
-   return { command = command, ok = ok, layers = json.array(layers),
+   local obj = { command = command, ok = ok, layers = json.array(layers),
       timings = timings, warnings = json.array(log.warnings),
       error = err and log.redact(err) or json.null }
+   if not ok then obj.code = code or "failed" end
+   return obj
 end
 
 local commands = {}
@@ -207,7 +235,8 @@ local function layer_command(method)
       local report, rerr, rreport = l[method](l)
       local r = report or rreport
       if p.opts.json then
-         M.print_json(M.summary(p.command, report ~= nil, { r }, rerr))
+         M.print_json(M.summary(p.command, report ~= nil, { r }, rerr,
+            r.code))
       end
       if not report then return nil, rerr, r.code end
       if report.action == "built" or report.action == "hit" then
@@ -227,7 +256,13 @@ commands.restore = layer_command("restore_or_build")
 function commands.hash(p)
    local l, err, code = M.make_layer(p)
    if not l then return nil, err, code end
-   io.stdout:write(l:key(), "\n")
+   if p.opts.json then
+      M.print_json({ command = "hash", ok = true, file = l.display,
+         key = (l:key()), tag = l:tag(), error = json.null,
+         warnings = json.array(log.warnings) })
+   else
+      io.stdout:write(l:key(), "\n")
+   end
    return M.EXIT.OK
 end
 
@@ -243,7 +278,8 @@ function commands.inspect(p)
       end
       M.print_json({ command = "inspect", ok = true, file = l.display,
          key = key, key_sha256 = full, extras = extras, tag = l:tag(),
-         name = l.name or json.null, instructions = json.array(list) })
+         name = l.name or json.null, instructions = json.array(list),
+         error = json.null, warnings = json.array(log.warnings) })
       return M.EXIT.OK
    end
    for _, ins in ipairs(l.doc.instructions) do
@@ -279,20 +315,80 @@ function commands.env(p)
    return M.EXIT.OK
 end
 
+-- A word for a shell command line: as it is when that is safe, else
+-- single-quoted.
+local function shell_word(s)
+   s = tostring(s)
+   if s:match("^[%w@%%+=:,./_-]+$") then return s end
+   return state.shell_quote(s)
+end
+
+-- The command that rebuilds an applied layer: its file, name and cache,
+-- and the options its key and place depend on (root, salt, build args,
+-- policy), so it gives the key status computed.
+local function rebuild_command(row, o)
+   local words = { "clayer", "build", shell_word(row.file) }
+   local function add(opt, v)
+      words[#words + 1] = opt
+      words[#words + 1] = shell_word(v)
+   end
+   if type(row.name) == "string" then add("--name", row.name) end
+   if type(row.cache) == "string" then add("--cache", row.cache) end
+   if o.root then add("--root", o.root) end
+   if o.salt then add("--salt", o.salt) end
+   local names = {}
+   for k in pairs(o.build_args) do names[#names + 1] = k end
+   table.sort(names)
+   for _, k in ipairs(names) do
+      add("--build-arg", k .. "=" .. o.build_args[k])
+   end
+   if o.policy then add("--policy", o.policy) end
+   return table.concat(words, " ")
+end
+
+-- The salt and build args to compute an applied layer's key with: those
+-- given to status, else those it was applied with (applied.json).
+local function key_inputs(l, p, given)
+   local salt = p.opts.salt
+   if salt == nil and type(l.salt) == "string" and l.salt ~= "" then
+      salt = l.salt
+   end
+   local args = given
+   if not next(args) and type(l.build_args) == "table" then
+      args = {}
+      for k, v in pairs(l.build_args) do
+         if type(k) == "string" and type(v) == "string" then args[k] = v end
+      end
+   end
+   return salt, args
+end
+
 function commands.status(p)
    local root = M.root_of(p)
+   local given, aerr = build_args(p.opts)
+   if not given then return nil, aerr, "usage" end
    local st = state.load(state.dir(root))
    local rows, drift = {}, false
    for _, l in ipairs(st.layers) do
       local row = { name = l.name, tag = l.tag, key = l.key, file = l.file,
          time = l.time, files = l.files, cache = l.cache }
       if type(l.file) == "string" and fs.exists(l.file) then
-         local nl = layer.new { file = l.file,
+         local salt, args = key_inputs(l, p, given)
+         local nl, lerr = layer.new { file = l.file,
             name = l.name ~= json.null and l.name or nil,
-            root = root ~= "" and root or nil }
+            root = root ~= "" and root or nil, salt = salt,
+            build_args = args, policy_file = p.opts.policy }
          if nl then
             row.current_key = (nl:key())
             row.drift = row.current_key ~= l.key
+            if row.drift then
+               row.rebuild = rebuild_command(row, { salt = salt,
+                  build_args = args, policy = p.opts.policy,
+                  root = nl.root ~= "" and nl.root or nil })
+            end
+         else
+            row.drift = true
+            row.error = lerr
          end
       else
          row.drift = true
@@ -303,19 +399,19 @@ function commands.status(p)
    end
    if p.opts.json then
       M.print_json({ command = "status", ok = true, drift = drift,
-         layers = json.array(rows) })
+         layers = json.array(rows), error = json.null,
+         warnings = json.array(log.warnings) })
    else
       if #rows == 0 then io.stdout:write("no layers applied\n") end
       for _, r in ipairs(rows) do
          local what = "up to date"
          if r.missing then
             what = "Containerfile missing: " .. tostring(r.file)
+         elseif r.error then
+            what = "cannot compute its key now: " .. r.error
          elseif r.drift then
             what = ("changed since applied (key %s); rebuild it in a "
-               .. "fresh container: clayer build %s%s%s")
-               :format(r.current_key, r.file,
-                  type(r.name) == "string" and " --name " .. r.name or "",
-                  type(r.cache) == "string" and " --cache " .. r.cache or "")
+               .. "fresh container: %s"):format(r.current_key, r.rebuild)
          end
          io.stdout:write(("%s  %s  %s\n"):format(r.tag, r.time or "", what))
       end
@@ -345,19 +441,40 @@ function commands.scripts(p)
    return M.EXIT.OK
 end
 
+-- Whether argv asks for --json (also when it could not be parsed).
+local function wants_json(argv)
+   for _, a in ipairs(argv) do
+      if a == "--" then return false end
+      if a == "--json" then return true end
+   end
+   return false
+end
+
 --- Run the command line; returns the exit status.
 function M.main(argv)
-   local p, err = M.parse(argv)
+   local json_mode = wants_json(argv)
+   -- a failure: the one-line error on stderr and, with --json, the JSON
+   -- object on stdout unless the command printed its own
+   local function failed(command, msg, code, hint)
+      log.error(msg)
+      if hint then io.stderr:write("try 'clayer --help'\n") end
+      if json_mode and not M.json_printed then
+         M.print_json(M.error_object(command, msg, code))
+      end
+      return M.code_for(code)
+   end
+   local p, err, partial = M.parse(argv)
    if not p then
-      log.error(err)
-      io.stderr:write("try 'clayer --help'\n")
-      return M.EXIT.USAGE
+      return failed(partial and partial.command, err, "usage", true)
    end
    if p.opts.quiet then log.level = log.QUIET end
    if p.opts.verbose then log.level = log.VERBOSE end
    if p.opts.version then
       io.stdout:write("clayer ", layer.VERSION, "\n")
       return M.EXIT.OK
+   end
+   if json_mode and not (p.opts.help or p.command) then
+      return failed(nil, "no command given", "usage", true)
    end
    if p.opts.help or not p.command then
       io.stdout:write(USAGE)
@@ -378,34 +495,30 @@ function M.main(argv)
       if ok then f = function(q) return mod.run(q, M) end end
    end
    if not f then
-      log.error("unknown command: " .. p.command)
-      io.stderr:write("try 'clayer --help'\n")
-      return M.EXIT.USAGE
+      return failed(p.command, "unknown command: " .. p.command, "usage",
+         true)
    end
    if p.opts.root == "" then
-      log.error("--root needs a folder (an empty value is not one)")
-      io.stderr:write("try 'clayer --help'\n")
-      return M.EXIT.USAGE
+      return failed(p.command, "--root needs a folder (an empty value is "
+         .. "not one)", "usage", true)
    end
    local ok, status, msg, code = pcall(f, p)
    if not ok and tostring(status):match("interrupted$") then
       -- SIGINT/SIGTERM: the C side raises "...: interrupted"
-      log.error("interrupted")
-      return M.EXIT.INTERRUPTED
+      return failed(p.command, "interrupted", "interrupted")
    end
    if not ok then
-      log.error("internal error: " .. tostring(status))
+      local st = failed(p.command, "internal error: " .. tostring(status),
+         "failed")
       io.stderr:write("clayer: this is a bug; please report it with the "
          .. "command that caused it\n")
-      return M.EXIT.FAILED
+      return st
    end
    if status == nil and code == "interrupted" then
-      log.error("interrupted")
-      return M.EXIT.INTERRUPTED
+      return failed(p.command, "interrupted", "interrupted")
    end
    if status == nil then
-      log.error(msg)
-      return M.code_for(code)
+      return failed(p.command, msg, code)
    end
    return status
 end

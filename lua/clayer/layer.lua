@@ -277,9 +277,18 @@ local function record(self, report, meta, env)
       end
       table.sort(pairs_, function(a, b) return a[1] < b[1] end)
    end
+   -- the key's inputs besides the file (the --build-arg values an ARG
+   -- declares, and --salt), so that `clayer status` computes the same
+   -- key and suggests the same command
+   local args = {}
+   for k, v in pairs(self.plan.args or {}) do args[k] = v end
    state.record(st, {
       name = self.name or json.null, tag = report.tag, key = report.key,
-      file = self.file, cache = self.cache_uri,
+      file = self.file,
+      -- the backend's own URI: dir: paths absolute, "~" expanded
+      cache = self._cache and self._cache.uri or self.cache_uri,
+      salt = (self.salt and self.salt ~= "") and self.salt or nil,
+      build_args = next(args) and args or nil,
       archive_sha256 = meta and meta.archive_sha256 or json.null,
       time = now_rfc3339(), files = report.files, env = pairs_,
       workdir = meta and meta.workdir or json.null,
@@ -436,7 +445,10 @@ function Layer:_restore(report, force)
    for attempt = 1, tries do
       local bar = log.progress("download and extract", meta.archive_size
          or (meta.parts and meta.parts[1] and meta.parts[1].size))
-      res, xerr, code = timed(report, "download", tar.extract, {
+      -- one phase, "extract": from a remote cache the archive is unpacked
+      -- as it streams in, so downloading is part of it (only compose's
+      -- prefetch, above, is a "download" of its own)
+      res, xerr, code = timed(report, "extract", tar.extract, {
          root = fs_root, source = sources,
          format = meta.legacy and "gzip" or "zstd",
          sha256 = meta.archive_sha256, size = meta.archive_size,
@@ -457,7 +469,6 @@ function Layer:_restore(report, force)
       sources, err = c:sources(report.tag, meta)
       if not sources then return nil, err, "corrupt" end
    end
-   report.timings.extract = report.timings.download
    report.extract_finished = proc.clock()
    if not res then
       return nil, ("%s: %s"):format(report.tag, xerr),

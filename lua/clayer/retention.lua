@@ -79,12 +79,81 @@ function M.select(entries, opts)
    return out
 end
 
+--- Why select keeps each entry it keeps: {[tag] = {code, text}}, code
+-- one of "name" (not in the group asked for), "protected" (applied here,
+-- or just published), "keep" (among the newest `keep` of its name),
+-- "young" (younger than min_age), "policy" (select would delete it, but
+-- the policy's retention function did not choose it).  The first that
+-- applies, in that order.
+-- @param entries, opts as select
+function M.reasons(entries, opts)
+   opts = opts or {}
+   local keep = math.tointeger(opts.keep) or M.KEEP
+   if keep < 0 then keep = 0 end
+   local min_age = tonumber(opts.min_age) or M.MIN_AGE
+   local now = opts.now or now_ns()
+   local protect = opts.protect or {}
+   local groups = {}
+   for _, e in ipairs(entries) do
+      local g = type(e) == "table" and group_of(e.tag)
+      if g then
+         groups[g] = groups[g] or {}
+         table.insert(groups[g], e)
+      end
+   end
+   local out = {}
+   for g, list in pairs(groups) do
+      table.sort(list, function(a, b)
+         local ta, tb = a.created_at or 0, b.created_at or 0
+         if ta ~= tb then return ta > tb end
+         return a.tag > b.tag
+      end)
+      local wanted = (opts.name == nil and not opts.unnamed)
+         or (opts.name ~= nil and g == opts.name)
+         or (opts.name == nil and opts.unnamed and g == UNNAMED)
+      local label = g == UNNAMED and "the unnamed layers" or "'" .. g .. "'"
+      for n, e in ipairs(list) do
+         local age = (now - (e.created_at or now)) / 1e9
+         local r
+         if not wanted then
+            r = { "name", opts.name and ("another name than --name %s")
+               :format(opts.name) or "a named layer (only unnamed ones "
+               .. "are pruned here)" }
+         elseif protect[e.tag] then
+            r = { "protected", "applied on this machine (or just "
+               .. "published): never pruned" }
+         elseif n <= keep then
+            r = { "keep", ("among the newest %d of %s (keep %d)")
+               :format(keep, label, keep) }
+         elseif age < min_age then
+            r = { "young", ("younger than the minimum age, %s (%s old)")
+               :format(M.duration(min_age), M.duration(age)) }
+         else
+            r = { "policy", "not chosen by the policy's retention function" }
+         end
+         out[e.tag] = { code = r[1], text = r[2] }
+      end
+   end
+   return out
+end
+
+--- A duration for a message: "45 s", "10 min", "3 h", "2 d".
+function M.duration(seconds)
+   seconds = math.max(0, math.floor(seconds))
+   if seconds < 120 then return seconds .. " s" end
+   if seconds < 7200 then return seconds // 60 .. " min" end
+   if seconds < 172800 then return seconds // 3600 .. " h" end
+   return seconds // 86400 .. " d"
+end
+
 --- Apply retention to a backend.
 -- @param opts as select, plus dry_run, policy (its `retention`
 --   function, when set, chooses instead of select; it gets (entries,
 --   opts) and the default last), prefix (default "layer-")
 -- @return {deleted = {tags}, kept = {tags}, failed = {{tag, err}},
---   dry_run, immutable, drafts = {tags}}, or nil, err
+--   dry_run, immutable, drafts = {tags}, reasons = {[tag] = {code,
+--   text}} for each kept tag (see M.reasons; also "immutable" and
+--   "failed")}, or nil, err
 function M.prune(backend, opts)
    opts = opts or {}
    local policy = opts.policy or {}
@@ -148,9 +217,24 @@ function M.prune(backend, opts)
          end
       end
    end
+   local why = M.reasons(entries, o)
+   local failed = {}
+   for _, f in ipairs(result.failed) do failed[f.tag] = f.error end
+   local held = {}
+   for _, tag in ipairs(result.would_delete or {}) do held[tag] = true end
+   result.reasons = {}
    for _, e in ipairs(entries) do
       if group_of(e.tag) and not set[e.tag] then
          result.kept[#result.kept + 1] = e.tag
+         local r = why[e.tag] or { code = "policy", text = "not chosen" }
+         if failed[e.tag] then
+            r = { code = "failed", text = "could not be deleted: "
+               .. tostring(failed[e.tag]) }
+         elseif held[e.tag] then
+            r = { code = "immutable", text = "the repository has immutable "
+               .. "releases: nothing is deleted" }
+         end
+         result.reasons[e.tag] = r
       end
    end
    -- drafts that killed publishers left behind

@@ -79,7 +79,22 @@ local function topmost(paths)
    return out
 end
 
-local function warn_excluded(self)
+-- Whether the layer holds a change at p: an added or modified entry is
+-- kept itself; a deletion is covered by a whiteout of it or of a folder
+-- above it.
+local function in_layer(p, kind, keep, white)
+   if kind ~= "deleted" then return keep[p] == true end
+   local q = p
+   while q and q ~= "" do
+      if white[q] then return true end
+      q = q:match("^(.*)/[^/]*$")
+   end
+   return false
+end
+
+-- Warn about changes under excluded paths that the layer does not hold
+-- (a SNAPSHOT path below an excluded one is in the layer: not listed).
+local function warn_excluded(self, keep, white)
    if not self.before_ex then return end
    local after = fs.scan(self.watch_only, { root = self.root,
       exclude = {} })
@@ -89,7 +104,10 @@ local function warn_excluded(self)
    for _, k in ipairs { "added", "modified", "deleted", "typechanged" } do
       for _, p in ipairs(d[k]) do
          local st = after:get(p) or self.before_ex:get(p)
-         if not (st and st.type == "dir") then changed[#changed + 1] = p end
+         if not (st and st.type == "dir") and not in_layer(p, k, keep, white)
+         then
+            changed[#changed + 1] = p
+         end
       end
    end
    if #changed > 0 then
@@ -156,7 +174,7 @@ function Snap:finish()
          :format(#special, table.concat(special, ", ", 1,
             math.min(3, #special))))
    end
-   warn_excluded(self)
+   warn_excluded(self, keep, white)
    return {
       entries = list,
       added = #d.added, modified = #d.modified, deleted = #d.deleted,

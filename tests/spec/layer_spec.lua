@@ -94,6 +94,7 @@ end
 function TestLayer:test_miss_with_no_build_exits_3()
    local top, base = setup()
    os.execute("cp -a " .. base .. " " .. top .. "/r1")
+   os.execute("mkdir " .. top .. "/cache")   -- a cache without that key
    local out, code = clayer(top, "restore Containerfile --no-build --root "
       .. top .. "/r1")
    lu.assertEquals(code, 3, out)

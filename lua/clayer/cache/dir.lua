@@ -10,8 +10,29 @@ Dir.__index = Dir
 
 local M = {}
 
+--- PATH with a leading "~" or "~/" replaced by $HOME, as a shell would;
+-- "~user" is refused (clayer does not look users up).
+-- @return path, or nil, err
+function M.expand_home(path)
+   if path:sub(1, 1) ~= "~" then return path end
+   local rest = path:sub(2)
+   if rest ~= "" and rest:sub(1, 1) ~= "/" then
+      return nil, ("dir:%s: '~%s' is not supported; write the folder's "
+         .. "full path"):format(path, rest:match("^[^/]*"))
+   end
+   local home = os.getenv("HOME")
+   if not home or home == "" then
+      return nil, ("dir:%s: HOME is not set, so '~' means nothing; write "
+         .. "the folder's full path"):format(path)
+   end
+   return home .. rest
+end
+
 function M.new(path, opts)
    if path == "" then return nil, "dir: cache needs a path: dir:PATH" end
+   local err
+   path, err = M.expand_home(path)
+   if not path then return nil, err end
    if path:sub(1, 1) ~= "/" then
       local pwd = os.getenv("PWD") or "."
       path = pwd .. "/" .. path
@@ -28,11 +49,35 @@ end
 --- Look up a tag.
 -- @return meta (layer.json, or a stand-in for the original tool's
 -- layer.tar.gz), nil on a miss, or nil, err when the cache is unusable
+--- Whether the cache folder is there: a missing folder or a path that is
+-- no folder is an unusable cache, said plainly, never a miss.
+-- @return true, or nil, err
+function Dir:check()
+   local st, err, errno = fs.stat(self.path)
+   if not st then
+      if fs.lstat(self.path) then
+         return nil, ("%s: the cache folder %s is a dangling symlink")
+            :format(self.uri, self.path)
+      end
+      if errno ~= 2 then   -- anything but ENOENT: say what it was
+         return nil, ("%s: cannot use the cache folder: %s"):format(self.uri,
+            tostring(err))
+      end
+      return nil, ("%s: the cache folder %s does not exist"):format(self.uri,
+         self.path)
+   end
+   if st.type ~= "dir" then
+      return nil, ("%s: %s is not a folder (a dir: cache is a folder)")
+         :format(self.uri, self.path)
+   end
+   return true
+end
+
 function Dir:find(tag)
    if not valid_tag(tag) then return nil, "invalid tag: " .. tostring(tag) end
    local dir = self.path .. "/" .. tag
-   local st = fs.stat(self.path)
-   if not st then return nil end
+   local usable, why = self:check()
+   if not usable then return nil, why end
    local text = fs.read(dir .. "/layer.json")
    if text then
       local ok, meta, err = pcall(json.decode, text)
@@ -75,8 +120,13 @@ end
 -- @return "published" or "exists", or nil, err
 function Dir:publish(tag, src, meta)
    if not valid_tag(tag) then return nil, "invalid tag: " .. tostring(tag) end
+   local st = fs.stat(self.path)
+   if st and st.type ~= "dir" then return nil, select(2, self:check()) end
    local ok, err = fs.mkdirp(self.path, 493)
-   if not ok then return nil, err end
+   if not ok then
+      return nil, ("%s: cannot make the cache folder: %s"):format(self.uri,
+         tostring(err))
+   end
    local final = self.path .. "/" .. tag
    if fs.exists(final) then return "exists" end
    local tmp = ("%s/.tmp-%s-%d"):format(self.path, tag, proc.getpid())
@@ -108,6 +158,8 @@ end
 -- size}, newest first.
 function Dir:list(prefix)
    prefix = prefix or ""
+   local ok, err = self:check()
+   if not ok then return nil, err end
    local names = fs.dir(self.path)
    local out = {}
    for _, name in ipairs(names or {}) do

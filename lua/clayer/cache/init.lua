@@ -17,8 +17,9 @@ end
 function M.open(uri, opts)
    local scheme, rest = tostring(uri):match("^([%a][%w+.-]*):(.*)$")
    if not scheme then
-      -- a bare path is a dir: cache
-      if tostring(uri):sub(1, 1) == "/" then
+      -- a bare path (/x, or ~/x as a shell would have expanded it) is a
+      -- dir: cache
+      if tostring(uri):match("^[/~]") then
          scheme, rest = "dir", uri
       else
          return nil, "unknown cache backend: " .. tostring(uri)

@@ -66,7 +66,8 @@ function M.run(p, cli)
    local res, rerr, rres = compose.run(layers)
    local out = res or rres
    if p.opts.json then
-      local obj = cli.summary("compose", res ~= nil, out.layers, rerr)
+      local obj = cli.summary("compose", res ~= nil, out.layers, rerr,
+         out.code)
       obj.shadowed = require("clayer.json").array(out.shadowed or {})
       cli.print_json(obj)
    end

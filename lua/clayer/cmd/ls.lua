@@ -36,7 +36,8 @@ function M.run(p, cli)
    end
    if p.opts.json then
       cli.print_json({ command = "ls", ok = true, cache = c.uri,
-         layers = json.array(rows), warnings = json.array(log.warnings) })
+         layers = json.array(rows), error = json.null,
+         warnings = json.array(log.warnings) })
       return cli.EXIT.OK
    end
    if #rows == 0 then

@@ -19,9 +19,53 @@ function M.open(p, cli)
    uri = uri or pol.cache or cache.default_uri()
    local o = cli.cache_opts(p)
    o.policy = pol
+   -- a URI that cannot name a cache is bad usage, as for build (exit 2)
    local c, err = cache.open(uri, o)
-   if not c then return nil, err, "cache" end
+   if not c then return nil, err, "usage" end
    return c, pol
+end
+
+-- Short words for each reason, for the summary line.
+local SHORT = {
+   keep = "among the newest %d per name",
+   young = "younger than %s (min_age)",
+   protected = "applied here",
+   name = "of other names",
+   policy = "not chosen by the policy",
+   immutable = "immutable releases",
+   failed = "could not be deleted",
+}
+
+--- " (2 among the newest 1 per name, 3 younger than 10 min (min_age))":
+-- how many entries were kept for each reason, or "" when none were.
+function M.why_kept(res, pol, keep)
+   local counts, order = {}, {}
+   for _, tag in ipairs(res.kept) do
+      local code = res.reasons and res.reasons[tag] and res.reasons[tag].code
+      if code then
+         if not counts[code] then order[#order + 1] = code end
+         counts[code] = (counts[code] or 0) + 1
+      end
+   end
+   if #order == 0 then return "" end
+   local rank = { protected = 1, keep = 2, young = 3, name = 4, policy = 5,
+      immutable = 6, failed = 7 }
+   table.sort(order, function(a, b) return rank[a] < rank[b] end)
+   local parts = {}
+   for _, code in ipairs(order) do
+      local fmt = SHORT[code] or code
+      local what
+      if code == "keep" then
+         what = fmt:format(keep or pol.keep or retention.KEEP)
+      elseif code == "young" then
+         what = fmt:format(retention.duration(tonumber(pol.min_age)
+            or retention.MIN_AGE))
+      else
+         what = fmt
+      end
+      parts[#parts + 1] = ("%d %s"):format(counts[code], what)
+   end
+   return " (" .. table.concat(parts, ", ") .. ")"
 end
 
 function M.run(p, cli)
@@ -49,19 +93,24 @@ function M.run(p, cli)
    if not res then
       if p.opts.json then
          cli.print_json({ command = "prune", ok = false, cache = c.uri,
-            error = err, warnings = json.array(log.warnings) })
+            error = log.redact(err), code = "cache",
+            warnings = json.array(log.warnings) })
       end
       return nil, err, "cache"
    end
    local ok = #res.failed == 0
+   local codes = {}
+   for tag, r in pairs(res.reasons or {}) do codes[tag] = r.code end
    if p.opts.json then
       cli.print_json({ command = "prune", ok = ok, cache = c.uri,
          dry_run = res.dry_run, deleted = json.array(res.deleted),
-         kept = json.array(res.kept), drafts = json.array(res.drafts),
+         kept = json.array(res.kept), kept_reasons = codes,
+         drafts = json.array(res.drafts),
          failed = json.array(res.failed),
          immutable = res.immutable or false,
          warnings = json.array(log.warnings),
-         error = ok and json.null or "some entries could not be deleted" })
+         error = ok and json.null or "some entries could not be deleted",
+         code = not ok and "cache" or nil })
    else
       local verb = res.dry_run and "would delete" or "deleted"
       for _, tag in ipairs(res.deleted) do
@@ -70,7 +119,12 @@ function M.run(p, cli)
       for _, tag in ipairs(res.drafts) do
          io.stdout:write(verb, " ", tag, " (abandoned draft)\n")
       end
-      log.info("%s: %s %d, kept %d", c.uri, verb, #res.deleted, #res.kept)
+      for _, tag in ipairs(res.kept) do
+         local r = res.reasons and res.reasons[tag]
+         if r then log.verbose("kept %s: %s", tag, r.text) end
+      end
+      log.info("%s: %s %d, kept %d%s", c.uri, verb, #res.deleted, #res.kept,
+         M.why_kept(res, pol, keep))
    end
    if not ok then
       return nil, ("%s: %d entries could not be deleted"):format(c.uri,
