@@ -298,3 +298,26 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tf:
    lu.assertEquals(run("stat -c %a " .. h.q(R .. "/secret")), "700\n")
    lu.assertEquals(run("ls -A " .. h.q(R)), "secret\n")
 end
+
+-- A log whose last record was cut by a kill: the replay removes the
+-- piece before it appends its "undone" marks, which would otherwise be
+-- glued to it ("creaundone 2") and lost, and the record undone twice by
+-- the next replay.  Here the replay fails on purpose at its last record
+-- (a folder path through a file), so the journal stays to be read.
+function TestJournalXattr:test_replay_cuts_a_half_written_last_record()
+   local dir = h.tmpdir()
+   local R = dir .. "/R"
+   local J = R .. "/var/lib/clayer/journal"
+   run("mkdir -p " .. h.q(J) .. " && echo file > " .. h.q(R .. "/f")
+      .. " && echo new > " .. h.q(R .. "/X"))
+   h.write(J .. "/log", ("root %s\nmeta f/sub 755 0 0 0 0\ncreated X\n"
+      .. "crea"):format(R))
+   local ok, err = tar.recover(J)
+   lu.assertNil(ok)
+   lu.assertStrContains(err, "f/sub")
+   lu.assertNil(h.read(R .. "/X"))
+   local log = h.read(J .. "/log")
+   lu.assertNotStrContains(log, "crea\n")
+   lu.assertNotStrContains(log, "creaundone")
+   lu.assertStrContains(log, "\nundone 2\n")
+end
