@@ -61,6 +61,7 @@ struct tar_x {
   struct dir_meta *dirs;
   size_t ndirs, capdirs;
   char *pc_rel;            /* the last parent folder opened, and its fd */
+  char *pc_canon;          /* its canonical path (tar_openat2_canon) */
   int pc_fd;
   struct stat pc_st;
   int pc_touched;          /* its metadata is journaled or it is new */
@@ -246,7 +247,7 @@ static int touch_parent(struct tar_x *x)
 {
   if(x->pc_touched)
     return 0;
-  if(touch(x, x->pc_fd, x->pc_rel))
+  if(touch(x, x->pc_fd, x->pc_canon))
     return -1;
   x->pc_touched = 1;
   return 0;
@@ -259,16 +260,26 @@ static void pc_drop(struct tar_x *x)
   x->pc_fd = -1;
   free(x->pc_rel);
   x->pc_rel = NULL;
+  free(x->pc_canon);
+  x->pc_canon = NULL;
 }
 
-/* rel was moved away: forget the cached parent if it was below it. */
-static void pc_forget(struct tar_x *x, const char *rel)
+/*
+ * The entry at canonical path rel (lstat st) was moved away: the next
+ * member opens its parent again if the cached one was below it, or if
+ * it was a symlink (the cached member path may have gone through it).
+ * The fd and canonical path stay valid for the current member.
+ */
+static void pc_forget(struct tar_x *x, const char *rel, const struct stat *st)
 {
   size_t n = strlen(rel);
 
-  if(x->pc_rel && !strncmp(x->pc_rel, rel, n) &&
-     (x->pc_rel[n] == '\0' || x->pc_rel[n] == '/'))
-    pc_drop(x);
+  if(x->pc_canon && (S_ISLNK(st->st_mode) ||
+     (!strncmp(x->pc_canon, rel, n) &&
+      (x->pc_canon[n] == '\0' || x->pc_canon[n] == '/')))) {
+    free(x->pc_rel);
+    x->pc_rel = NULL;
+  }
 }
 
 /*
@@ -318,28 +329,31 @@ static int walk_up(struct tar_x *x, int fd)
   return r < 0 ? -1 : 0;
 }
 
-/* Make the missing folders of prel one by one; return its fd. */
-static int make_parents(struct tar_x *x, const char *prel)
+/*
+ * Make the missing folders of prel one by one; return its fd, and its
+ * canonical path in *canon.  parent is the canonical path of cur, the
+ * one the journal records.
+ */
+static int make_parents(struct tar_x *x, const char *prel, char **canon)
 {
   const char *p = prel, *end;
-  char *prefix = NULL, *comp = NULL, *parent = NULL;
+  char *prefix = NULL, *comp = NULL, *parent = NULL, *fcanon = NULL;
   struct stat st;
   int cur, fd = -1;
 
-  cur = tar_openat2(x->rootfd, "", O_PATH | O_DIRECTORY);
+  cur = tar_openat2_canon(x->rootfd, "", O_PATH | O_DIRECTORY, &parent);
   for(; cur >= 0 && *p; p = *end ? end + 1 : end) {
     end = strchrnul(p, '/');
     free(prefix);
     free(comp);
-    free(parent);
     prefix = strndup(prel, (size_t)(end - prel));
     comp = strndup(p, (size_t)(end - p));
-    parent = strndup(prel, p > prel ? (size_t)(p - prel - 1) : 0);
-    if(!prefix || !comp || !parent) {
+    if(!prefix || !comp) {
       xfail(x, "io", "out of memory");
       break;
     }
-    fd = tar_openat2(x->rootfd, prefix, O_PATH | O_DIRECTORY);
+    fd = tar_openat2_canon(x->rootfd, prefix, O_PATH | O_DIRECTORY,
+                           &fcanon);
     if(fd < 0 && errno == ENOENT &&
        !fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW)) {
       xfail(x, "refused", "%s is a symlink to nothing", prefix);
@@ -351,7 +365,12 @@ static int make_parents(struct tar_x *x, const char *prel)
         xfail(x, "refused", "inside clayer's state or journal folder");
         break;
       }
-      if(touch(x, cur, parent) || tj_created(&x->j, prefix)) {
+      fcanon = join(parent, comp);
+      if(!fcanon) {
+        xfail(x, "io", "out of memory");
+        break;
+      }
+      if(touch(x, cur, parent) || tj_created(&x->j, fcanon)) {
         xerrno(x, "journal");
         break;
       }
@@ -373,35 +392,47 @@ static int make_parents(struct tar_x *x, const char *prel)
     close(cur);
     cur = fd;
     fd = -1;
+    free(parent);
+    parent = fcanon;
+    fcanon = NULL;
   }
   free(prefix);
   free(comp);
-  free(parent);
+  free(fcanon);
   if(fd >= 0)
     close(fd);
+  if(!parent && cur >= 0 && !x->code)
+    xfail(x, "io", "out of memory");
   if(x->code && cur >= 0) {
     close(cur);
     cur = -1;
   }
+  if(cur >= 0)
+    *canon = parent;
+  else
+    free(parent);
   return cur;
 }
 
 /* Open (making it) the parent folder prel of a member; cached. */
 static int open_parent(struct tar_x *x, const char *prel)
 {
+  char *canon = NULL;
   int fd;
 
   if(x->pc_rel && !strcmp(x->pc_rel, prel))
     return x->pc_fd;
   pc_drop(x);
-  fd = tar_openat2(x->rootfd, prel, O_PATH | O_DIRECTORY);
+  /* the canonical path, once per parent: what the journal records */
+  fd = tar_openat2_canon(x->rootfd, prel, O_PATH | O_DIRECTORY, &canon);
   if(fd < 0 && (errno == ENOENT || errno == ENOTDIR))
-    fd = make_parents(x, prel);
+    fd = make_parents(x, prel, &canon);
   else if(fd < 0)
     return xerrno(x, *prel ? prel : "/");
   if(fd < 0)
     return -1;
   x->pc_rel = strdup(prel);
+  x->pc_canon = canon;
   if(!x->pc_rel) {
     close(fd);
     return xfail(x, "io", "out of memory");
@@ -626,7 +657,8 @@ static int make_other(struct tar_x *x, int pfd, const char *base,
   return mark(x, pfd, base, I_MINE);
 }
 
-/* A member that is not a folder: replace whatever is at rel. */
+/* A member that is not a folder: replace whatever is at rel (prel and
+   rel: canonical paths, as the journal records them). */
 static int put_nondir(struct tar_x *x, int pfd, const char *prel,
                       const char *rel, const char *base,
                       struct archive_entry *e)
@@ -646,7 +678,7 @@ static int put_nondir(struct tar_x *x, int pfd, const char *prel,
     }
     if(touch_parent(x) || move_old(x, pfd, prel, base, &st))
       goto out;
-    pc_forget(x, rel);
+    pc_forget(x, rel, &st);
   }
   else if(errno != ENOENT) {
     xerrno(x, "stat");
@@ -758,10 +790,11 @@ static int dir_xattrs(struct tar_x *x, const char *rel,
 
 /*
  * A folder member: keep an old folder, follow an old symlink to a folder
- * (unless this archive whiteout'ed it), replace anything else.
+ * (unless this archive whiteout'ed it), replace anything else.  prel
+ * and rel are canonical (journaled), arel is the member's path.
  */
 static int put_dir(struct tar_x *x, int pfd, const char *prel,
-                   const char *rel, const char *base,
+                   const char *rel, const char *arel, const char *base,
                    struct archive_entry *e)
 {
   struct tar_item *it;
@@ -788,7 +821,7 @@ static int put_dir(struct tar_x *x, int pfd, const char *prel,
     }
   }
   else {
-    it = tar_set_get(&x->set, rel, 0);
+    it = tar_set_get(&x->set, arel, 0);
     fd = -1;
     if(S_ISLNK(st.st_mode) && !(it && (it->flags & P_WHITEOUT)))
       fd = tar_openat2(x->rootfd, rel, O_PATH | O_DIRECTORY);
@@ -797,7 +830,7 @@ static int put_dir(struct tar_x *x, int pfd, const char *prel,
     else {
       if(touch_parent(x) || move_old(x, pfd, prel, base, &st))
         return -1;
-      pc_forget(x, rel);
+      pc_forget(x, rel, &st);
       make = 1;
     }
   }
@@ -815,7 +848,7 @@ static int put_dir(struct tar_x *x, int pfd, const char *prel,
     tj_claim(&x->j, &st);
   if(dir_xattrs(x, rel, e))
     return -1;
-  return add_dir(x, rel, e);
+  return add_dir(x, arel, e);
 }
 
 /* Move name (in folder fd at drel; lstat st) into the journal. */
@@ -830,7 +863,7 @@ static int remove_old(struct tar_x *x, int fd, const char *drel,
     free(rel);
     return -1;
   }
-  pc_forget(x, rel);
+  pc_forget(x, rel, st);
   free(rel);
   return 0;
 }
@@ -917,21 +950,23 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
   struct tar_inode *in;
   struct tar_item *it;
   struct stat pst, st;
-  char *rel;
+  char *rel, *canon = NULL;
   int pfd, r = 0;
 
   if(strcmp(base, ".wh..wh..opq") && (!*name || !strncmp(name, ".wh.", 4)))
     return 0;   /* a bare ".wh." or another marker: not a whiteout */
-  pfd = tar_openat2(x->rootfd, prel, O_PATH | O_DIRECTORY);
+  pfd = tar_openat2_canon(x->rootfd, prel, O_PATH | O_DIRECTORY, &canon);
   if(pfd < 0)
     return errno == ENOENT || errno == ENOTDIR ? 0 : xerrno(x, "open");
   if(fstat(pfd, &pst) || tj_inside(&x->j, pfd)) {
     close(pfd);
+    free(canon);
     return x->code ? -1 : xfail(x, "refused", "inside clayer's state or journal folder");
   }
   if(!strcmp(base, ".wh..wh..opq")) {
-    r = opaque_dir(x, pfd, prel);
+    r = opaque_dir(x, pfd, canon);
     close(pfd);
+    free(canon);
     return r;
   }
   rel = join(prel, name);
@@ -939,6 +974,7 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
   if(!it) {
     close(pfd);
     free(rel);
+    free(canon);
     return xfail(x, "io", "out of memory");
   }
   it->flags |= P_WHITEOUT;
@@ -947,10 +983,11 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
   else if(!fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
     in = inode(x, &st, 0);
     if(!in || !(in->flags & (I_MINE | I_ANC)))   /* not this archive's */
-      r = remove_old(x, pfd, prel, name, &st);
+      r = remove_old(x, pfd, canon, name, &st);
   }
   close(pfd);
   free(rel);
+  free(canon);
   return r;
 }
 
@@ -965,7 +1002,7 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
 {
   const char *name = archive_entry_pathname(e), *base;
   mode_t type = archive_entry_filetype(e);
-  char *rel, *prel, *slash;
+  char *rel, *prel, *slash, *crel = NULL;
   int pfd, r = -1;
 
   x->member = name ? name : "?";
@@ -1013,10 +1050,14 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
     xfail(x, "refused", "would replace the journal folder");
     goto out;
   }
-  if(!archive_entry_hardlink(e) && type == AE_IFDIR)
-    r = put_dir(x, pfd, prel, rel, base, e);
+  /* the journal records canonical paths: the parent's, and base */
+  crel = join(x->pc_canon, base);
+  if(!crel)
+    xfail(x, "io", "out of memory");
+  else if(!archive_entry_hardlink(e) && type == AE_IFDIR)
+    r = put_dir(x, pfd, x->pc_canon, crel, rel, base, e);
   else
-    r = put_nondir(x, pfd, prel, rel, base, e);
+    r = put_nondir(x, pfd, x->pc_canon, crel, base, e);
   if(!r)
     x->files++;
   if(!r && x->want_names && type != AE_IFDIR)
@@ -1024,6 +1065,7 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
 out:
   free(rel);
   free(prel);
+  free(crel);
   return r;
 }
 
@@ -1039,6 +1081,7 @@ static int dir_order(const void *pa, const void *pb)
 /* Set the owners, modes and times of folder members, deepest first. */
 static int finish_dirs(struct tar_x *x)
 {
+  char *canon;
   size_t i;
   int fd;
 
@@ -1048,16 +1091,18 @@ static int finish_dirs(struct tar_x *x)
     struct dir_meta *d = &x->dirs[i];
 
     x->member = d->rel;
-    fd = tar_openat2(x->rootfd, d->rel, O_RDONLY | O_DIRECTORY |
-                     O_NOFOLLOW);
+    fd = tar_openat2_canon(x->rootfd, d->rel, O_RDONLY | O_DIRECTORY |
+                           O_NOFOLLOW, &canon);
     if(fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
       continue;   /* replaced later, or an old symlink it followed */
     if(fd < 0)
       return xerrno(x, "open");
-    if(touch(x, fd, d->rel)) {
+    if(touch(x, fd, canon)) {
+      free(canon);
       close(fd);
       return -1;
     }
+    free(canon);
     set_owner(x, fd, NULL, d->uid, d->gid, d->mode);
     if(fchmod(fd, d->mode) || futimens(fd, d->ts)) {
       close(fd);

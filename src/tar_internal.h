@@ -187,6 +187,13 @@ int tar_openat2(int dirfd, const char *path, int flags);
  * Lookups only (O_CREAT, O_TMPFILE: EINVAL); errors as openat2's.
  */
 int tar_resolve_in_root(int dirfd, const char *path, int flags);
+/*
+ * tar_openat2, and the canonical path of what it opened into *canon
+ * (malloc'ed): relative to dirfd, without symlinks, "." or "..", ""
+ * for dirfd itself.  The journal records such paths: a path through a
+ * symlink stops resolving once the symlink is moved away.
+ */
+int tar_openat2_canon(int dirfd, const char *path, int flags, char **canon);
 int tar_rmtree_at(int dfd, const char *name);
 
 /* tar_extract.c: tar.extract and tar.recover. */

@@ -18,7 +18,13 @@
  *                                  for an empty value), or none ("-")
  *   undone <N>                     the replay undid line N (0 = root)
  *
- * rel is relative to R ("." for R); saved is absolute when in J, else
+ * rel is relative to R ("." for R) and canonical: the real path of the
+ * entry when the record was written, no symlink on the way (a path
+ * through a symlink stops resolving when that symlink itself was moved
+ * into the journal, as `usr/bin/X11 -> .`).  A record is marked undone only
+ * when its undo worked or there was nothing to undo; the first failing
+ * undo stops the replay and keeps J for the next one.  saved is
+ * absolute when in J, else
  * relative to R (a `.clayer-journal.<pid>` folder beside the target,
  * when J is on another filesystem).  Paths and names are
  * percent-escaped.  A rollback replays the log backwards, then removes
@@ -152,6 +158,18 @@ static int line_write(struct tar_journal *j, size_t len)
   return 0;
 }
 
+/*
+ * Whether the replay could not open path (ENAMETOOLONG): the action it
+ * is about is refused up front rather than left impossible to undo.
+ */
+static int too_long(const char *path)
+{
+  if(strlen(path) < PATH_MAX)
+    return 0;
+  errno = ENAMETOOLONG;
+  return 1;
+}
+
 /* Write "word path". */
 static int record1(struct tar_journal *j, const char *word, const char *p)
 {
@@ -164,6 +182,8 @@ static int record1(struct tar_journal *j, const char *word, const char *p)
 
 int tj_created(struct tar_journal *j, const char *rel)
 {
+  if(too_long(rel))
+    return -1;
   return record1(j, "created", rel);
 }
 
@@ -195,6 +215,8 @@ int tj_meta(struct tar_journal *j, const char *rel, const struct stat *st)
 {
   size_t len = 0;
 
+  if(too_long(rel))
+    return -1;
   if(line_text(j, &len, "meta") || line_path(j, &len, rel) ||
      line_text(j, &len, " %o %u %u %lld %lld", st->st_mode & 07777,
                (unsigned)st->st_uid, (unsigned)st->st_gid, ns(&st->st_atim),
@@ -249,6 +271,8 @@ int tj_xattr(struct tar_journal *j, int fd, const char *rel,
   size_t len = 0;
   int r = -1;
 
+  if(too_long(rel))
+    return -1;
   v = tar_get_xattr(fd, NULL, name, &n);
   /* ENOTSUP: the filesystem has none, so setting it will fail too */
   if(!v && errno != ENODATA && errno != ENOTSUP)
@@ -326,7 +350,9 @@ static int move_beside(struct tar_journal *j, int pfd, const char *prel,
   snprintf(saved, sizeof(saved), "%s/%s", fb, seq);
   fbrel = join(prel, fb);
   savedrel = join(prel, saved);
-  if(!fbrel || !savedrel)
+  /* a saved path the replay could not open would look like a rename
+     that never happened: refuse before anything is logged */
+  if(!fbrel || !savedrel || too_long(savedrel))
     goto out;
   if(fstatat(pfd, fb, &st, AT_SYMLINK_NOFOLLOW)) {
     struct stat *sts;
@@ -369,7 +395,7 @@ int tj_move(struct tar_journal *j, int pfd, const char *prel,
   snprintf(seq, sizeof(seq), "%08lu", ++j->seq);
   rel = join(prel, name);
   saved = join(j->dir, seq);
-  if(!rel || !saved)
+  if(!rel || !saved || too_long(rel) || too_long(saved))
     goto out;
   if(line_text(j, &len, "moved") || line_path(j, &len, rel) ||
      line_path(j, &len, saved) || line_write(j, len))
@@ -824,11 +850,12 @@ struct replay {
   size_t errlen;
 };
 
-/* Keep the first error of the replay. */
-static void replay_err(struct replay *rp, const char *what, const char *p)
+/* Keep the first error of the replay; return -1. */
+static int replay_err(struct replay *rp, const char *what, const char *p)
 {
   if(!rp->err[0])
     snprintf(rp->err, rp->errlen, "%s %s: %s", what, p, strerror(errno));
+  return -1;
 }
 
 /* Open the parent of rel inside R; *name points at its last part. */
@@ -848,29 +875,36 @@ static int parent_of(struct replay *rp, char *rel, char **name)
   return fd;
 }
 
-static void undo_created(struct replay *rp, char *rel)
+/*
+ * The undo functions return 0 when the record is undone or there was
+ * nothing to undo (the replay marks it), -1 when it failed (the replay
+ * stops and keeps the journal: a later one retries it).
+ */
+static int undo_created(struct replay *rp, char *rel)
 {
   char *name;
-  int pfd = parent_of(rp, rel, &name);
+  int pfd = parent_of(rp, rel, &name), r = 0;
 
-  if(pfd < 0) {
-    if(errno != ENOENT)
-      replay_err(rp, "created", rel);
-    return;
-  }
+  /* ENOENT, ENOTDIR: no rel there, never made or already removed */
+  if(pfd < 0)
+    return errno == ENOENT || errno == ENOTDIR ? 0 :
+           replay_err(rp, "created", rel);
   if(!faccessat(pfd, name, F_OK, AT_SYMLINK_NOFOLLOW)) {
     if(tar_rmtree_at(pfd, name))
-      replay_err(rp, "created", rel);
+      r = replay_err(rp, "created", rel);
     else
       rp->n++;
   }
+  else if(errno != ENOENT)
+    r = replay_err(rp, "created", rel);
   close(pfd);
+  return r;
 }
 
-static void undo_moved(struct replay *rp, char *rel, char *saved)
+static int undo_moved(struct replay *rp, char *rel, char *saved)
 {
   char *name, *sname;
-  int pfd, sfd;
+  int pfd, sfd, r = 0;
 
   if(saved[0] == '/') {
     char *slash = strrchr(saved, '/');
@@ -882,23 +916,32 @@ static void undo_moved(struct replay *rp, char *rel, char *saved)
   }
   else
     sfd = parent_of(rp, saved, &sname);
-  if(sfd < 0 || faccessat(sfd, sname, F_OK, AT_SYMLINK_NOFOLLOW)) {
-    if(sfd >= 0)   /* the rename never happened */
-      close(sfd);
-    return;
+  /* the folder of the saved entry is always there (J, or the fallback
+     folder made before this record): one that does not resolve is a
+     failure, never "nothing to undo" */
+  if(sfd < 0)
+    return replay_err(rp, "moved", saved);
+  if(faccessat(sfd, sname, F_OK, AT_SYMLINK_NOFOLLOW)) {
+    /* ENOENT: the rename never happened, or a replay killed before its
+       mark already put it back */
+    if(errno != ENOENT)
+      r = replay_err(rp, "moved", saved);
+    close(sfd);
+    return r;
   }
   pfd = parent_of(rp, rel, &name);
   if(pfd < 0 || tar_rmtree_at(pfd, name) ||
      renameat(sfd, sname, pfd, name))
-    replay_err(rp, "moved", rel);
+    r = replay_err(rp, "moved", rel);
   else
     rp->n++;
   if(pfd >= 0)
     close(pfd);
   close(sfd);
+  return r;
 }
 
-static void undo_meta(struct replay *rp, char *rel, char *rest)
+static int undo_meta(struct replay *rp, char *rel, char *rest)
 {
   unsigned mode, uid, gid;
   long long at, mt;
@@ -906,21 +949,22 @@ static void undo_meta(struct replay *rp, char *rel, char *rest)
   struct stat st;
   int fd;
 
+  int r = 0;
+
   if(sscanf(rest, "%o %u %u %lld %lld", &mode, &uid, &gid, &at, &mt) != 5)
-    return;
+    return 0;   /* not a record this replay can act on */
   fd = tar_openat2(rp->rootfd, strcmp(rel, ".") ? rel : "",
                    O_RDONLY | O_DIRECTORY);
-  if(fd < 0) {
-    replay_err(rp, "meta", rel);
-    return;
-  }
+  if(fd < 0)
+    return replay_err(rp, "meta", rel);
   ts[0] = ns_ts(at);
   ts[1] = ns_ts(mt);
   if(fstat(fd, &st) ||
      ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid)) ||
      fchmod(fd, mode) || futimens(fd, ts))
-    replay_err(rp, "meta", rel);
+    r = replay_err(rp, "meta", rel);
   close(fd);
+  return r;
 }
 
 static int hexval(char c)
@@ -930,14 +974,14 @@ static int hexval(char c)
 }
 
 /* Put back one extended attribute of an old folder: its value, or none. */
-static void undo_xattr(struct replay *rp, char *rel, char *rest)
+static int undo_xattr(struct replay *rp, char *rel, char *rest)
 {
   char *name = word(&rest), *val = name ? word(&rest) : NULL;
   size_t i, n;
   int fd, r, absent;
 
   if(!val || (strcmp(val, "-") && val[0] != '=') || strlen(val + 1) % 2)
-    return;
+    return 0;   /* not a record this replay can act on */
   absent = val[0] == '-';
   /* the value is decoded in place: byte i comes from val[1 + 2i] */
   n = strlen(val + 1) / 2;
@@ -945,15 +989,13 @@ static void undo_xattr(struct replay *rp, char *rel, char *rest)
     int hi = hexval(val[1 + 2 * i]), lo = hexval(val[2 + 2 * i]);
 
     if(hi < 0 || lo < 0)
-      return;
+      return 0;
     val[i] = (char)(hi << 4 | lo);
   }
   fd = tar_openat2(rp->rootfd, strcmp(rel, ".") ? rel : "",
                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if(fd < 0) {
-    replay_err(rp, "xattr", rel);
-    return;
-  }
+  if(fd < 0)
+    return replay_err(rp, "xattr", rel);
   if(absent)
     r = fremovexattr(fd, name) && errno != ENODATA && errno != ENOTSUP;
   else
@@ -961,6 +1003,7 @@ static void undo_xattr(struct replay *rp, char *rel, char *rest)
   if(r)
     replay_err(rp, "xattr", rel);
   close(fd);
+  return r ? -1 : 0;
 }
 
 /*
@@ -1107,9 +1150,15 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
        sscanf(lines[i] + 7, "%llu", &k) == 1 && k < count)
       done[k] = 1;
   }
-  for(i = count; made && done && i-- > 1;) {
+  if(wfd < 0)   /* no mark could be written: undo nothing */
+    snprintf(err, errlen, "journal %s: %s", dir, strerror(errno));
+  /* A record is marked undone only once undone (or with nothing to
+     undo).  The first that fails stops the replay, keeping J and every
+     saved entry: undoing the records before it (say the "created" of
+     the fallback folder holding it) could destroy what it saved. */
+  for(i = count; made && done && !err[0] && i-- > 1;) {
     char *kind, *a, *b;
-    int acted = 1;
+    int acted = 1, r1 = 0;
 
     if(done[i] || !strncmp(lines[i], "undone ", 7))
       continue;
@@ -1119,24 +1168,32 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
     if(!a)
       continue;
     if(!strcmp(kind, "created"))
-      undo_created(&rp, a);
+      r1 = undo_created(&rp, a);
     else if(!strcmp(kind, "moved") && (b = word(&p)))
-      undo_moved(&rp, a, b);
+      r1 = undo_moved(&rp, a, b);
     else if(!strcmp(kind, "meta"))
-      undo_meta(&rp, a, p);
+      r1 = undo_meta(&rp, a, p);
     else if(!strcmp(kind, "xattr"))
-      undo_xattr(&rp, a, p);
+      r1 = undo_xattr(&rp, a, p);
     else
       acted = 0;
-    if(acted && wfd >= 0) {
+    if(r1) {
+      size_t len = strlen(err);
+
+      snprintf(err + len, errlen - len, " (journal %s, line %zu, kept)",
+               dir, i + 1);
+      break;
+    }
+    if(acted) {
       char mark[32];
       int len = snprintf(mark, sizeof(mark), "undone %zu\n", i);
 
-      if(write(wfd, mark, (size_t)len) != len)
+      if(write(wfd, mark, (size_t)len) != len) {
         replay_err(&rp, "mark", lines[i]);
-    }
-    if(acted)
+        break;
+      }
       continue;
+    }
     if(!strcmp(kind, "jmade"))
       made[nmade++] = a;
     else if(!strcmp(kind, "jtime")) {

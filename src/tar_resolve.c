@@ -42,6 +42,7 @@ struct walk {
   size_t nlen, ncap;
   char *rest;                 /* what is left to resolve (owned) */
   int links;                  /* symlinks followed so far */
+  int canon;                  /* keep the final name in names too */
 };
 
 static void set_cur(struct walk *w, int fd)
@@ -51,8 +52,8 @@ static void set_cur(struct walk *w, int fd)
   w->cur = fd;
 }
 
-/* Step into the folder `name` of cur (already opened as fd). */
-static int push(struct walk *w, const char *name, int fd)
+/* Append name to the names of the folders went through. */
+static int add_name(struct walk *w, const char *name)
 {
   size_t n = strlen(name) + 1;
 
@@ -64,7 +65,6 @@ static int push(struct walk *w, const char *name, int fd)
       cap *= 2;
     p = realloc(w->names, cap);
     if(!p) {
-      close(fd);
       errno = ENOMEM;
       return -1;
     }
@@ -73,6 +73,16 @@ static int push(struct walk *w, const char *name, int fd)
   }
   memcpy(w->names + w->nlen, name, n);
   w->nlen += n;
+  return 0;
+}
+
+/* Step into the folder `name` of cur (already opened as fd). */
+static int push(struct walk *w, const char *name, int fd)
+{
+  if(add_name(w, name)) {
+    close(fd);
+    return -1;
+  }
   set_cur(w, fd);
   return 0;
 }
@@ -238,12 +248,18 @@ static int walk(struct walk *w, int flags)
       continue;
     }
     r = step(w, name, p, last, flags, &p);
+    if(r >= 0 && w->canon && add_name(w, name)) {
+      close(r);
+      return -1;
+    }
     if(r != GO_ON)
       return r;
   }
 }
 
-int tar_resolve_in_root(int dirfd, const char *path, int flags)
+/* The walk of tar_resolve_in_root; with canon, the real path reached
+   (names joined by '/', "" for the root) into *canon. */
+static int resolve(int dirfd, const char *path, int flags, char **canon)
 {
   struct walk w;
   int fd, err;
@@ -262,6 +278,7 @@ int tar_resolve_in_root(int dirfd, const char *path, int flags)
   }
   memset(&w, 0, sizeof(w));
   w.root = w.cur = dirfd;
+  w.canon = canon != NULL;
   w.rest = strdup(path);
   if(!w.rest) {
     errno = ENOMEM;
@@ -269,11 +286,31 @@ int tar_resolve_in_root(int dirfd, const char *path, int flags)
   }
   fd = walk(&w, flags);
   err = errno;
+  if(fd >= 0 && canon) {
+    size_t i;
+
+    *canon = malloc(w.nlen + 1);
+    if(!*canon) {
+      close(fd);
+      fd = -1;
+      err = ENOMEM;
+    }
+    else {
+      for(i = 0; i < w.nlen; i++)   /* "a\0b\0" -> "a/b" */
+        (*canon)[i] = w.names[i] ? w.names[i] : '/';
+      (*canon)[w.nlen ? w.nlen - 1 : 0] = '\0';
+    }
+  }
   set_cur(&w, w.root);
   free(w.names);
   free(w.rest);
   errno = err;
   return fd;
+}
+
+int tar_resolve_in_root(int dirfd, const char *path, int flags)
+{
+  return resolve(dirfd, path, flags, NULL);
 }
 
 /*
@@ -316,5 +353,68 @@ int tar_openat2(int dirfd, const char *path, int flags)
   do
     fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
   while(fd < 0 && errno == EAGAIN);
+  return (int)fd;
+}
+
+/* path without "", "." and ".." components (".." of the root: the
+   root), lexically: right only for a path without symlinks. */
+static char *lexical(const char *path)
+{
+  char *out = malloc(strlen(path) + 1);
+  const char *p = path, *end;
+  size_t len = 0, n;
+
+  if(!out) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  for(; *p; p = *end ? end + 1 : end) {
+    end = strchrnul(p, '/');
+    n = (size_t)(end - p);
+    if(n == 0 || (n == 1 && p[0] == '.'))
+      continue;
+    if(n == 2 && p[0] == '.' && p[1] == '.') {
+      while(len && out[len - 1] != '/')
+        len--;
+      if(len)
+        len--;
+      continue;
+    }
+    if(len)
+      out[len++] = '/';
+    memcpy(out + len, p, n);
+    len += n;
+  }
+  out[len] = '\0';
+  return out;
+}
+
+int tar_openat2_canon(int dirfd, const char *path, int flags, char **canon)
+{
+  struct open_how how;
+  long fd;
+
+  *canon = NULL;
+  if(!*path)
+    path = ".";
+  if(!have_openat2())
+    return resolve(dirfd, path, flags, canon);
+  /* the common case in one call: no symlink on the way (ELOOP: one) */
+  memset(&how, 0, sizeof(how));
+  how.flags = (unsigned long long)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+  do
+    fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+  while(fd < 0 && errno == EAGAIN);
+  if(fd < 0 && errno == ELOOP)
+    return resolve(dirfd, path, flags, canon);
+  if(fd >= 0) {
+    *canon = lexical(path);
+    if(!*canon) {
+      close((int)fd);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
   return (int)fd;
 }

@@ -103,3 +103,28 @@ function TestJournal:test_journal_right_below_the_root_protects_only_itself()
    lu.assertNil(res)
    lu.assertStrContains(err, "state or journal folder")
 end
+
+function TestJournal:test_failed_undo_keeps_the_journal_for_a_later_replay()
+   -- d/x was moved into J, a file was made at d/y, then d was replaced
+   -- by a file: putting x back fails, and must neither be marked undone
+   -- nor lose the saved entry
+   local R = h.tmpdir()
+   local J = R .. "/var/lib/clayer/journal"
+   os.execute("mkdir -p " .. J)
+   h.write(R .. "/d", "a file in the way\n")
+   h.write(J .. "/00000001", "orig\n")
+   h.write(J .. "/log", ("root %s\nmoved d/x %s/00000001\ncreated d/y\n")
+      :format(R, J))
+   for _ = 1, 2 do
+      local ok, err = tar.recover(J)
+      lu.assertNil(ok)
+      lu.assertStrContains(err, "moved d/x")
+      lu.assertEquals(h.read(J .. "/00000001"), "orig\n")
+      lu.assertNotNil(h.read(J .. "/log"))
+   end
+   -- the obstacle gone, a later replay retries the record
+   os.execute("rm " .. R .. "/d && mkdir " .. R .. "/d")
+   assert(tar.recover(J))
+   lu.assertEquals(h.read(R .. "/d/x"), "orig\n")
+   lu.assertNil(h.read(J .. "/log"))
+end

@@ -1023,3 +1023,68 @@ with archive(OUT) as tf:
    lu.assertEquals(h.read(R .. "/var/lib/clayer/journal/log"), "root /\n")
    lu.assertNil(io.open(j))
 end
+
+-- The journal records canonical paths --------------------------------------
+
+--- A fresh R/usr/bin with files, X11 -> . (as Debian ships) and up -> ..
+local function bin_with_links(R)
+   T.run("rm -rf " .. h.q(R) .. " && mkdir -p " .. h.q(R .. "/usr/bin")
+      .. " && cd " .. h.q(R .. "/usr/bin")
+      .. " && for f in ls cat cp mv rm sh; do echo $f > $f; done"
+      .. " && ln -s . X11 && ln -s .. up && touch -d @1000000000 . ..")
+end
+
+function TestTarExtract:test_paths_through_symlinks_roll_back()
+   local area, R = T.area()
+   local cases = {
+      'entry(tf, "usr/bin/X11/.wh..wh..opq")',
+      'entry(tf, "usr/bin/X11/X11", data=b"f")',
+      'entry(tf, "usr/bin/X11/.wh.X11")',
+      'entry(tf, "usr/bin/X11/.wh.X11")\n'
+         .. '    entry(tf, "usr/bin/X11/new", data=b"n")',
+      'entry(tf, "usr/bin/up/bin", data=b"f")',
+      'entry(tf, "usr/bin/up/.wh.bin")',
+      'entry(tf, "usr/bin/up/.wh..wh..opq")',
+      'entry(tf, "usr/bin/X11/d/", "dir")\n'
+         .. '    entry(tf, "usr/bin/X11/d/f", data=b"f")\n'
+         .. '    entry(tf, "usr/bin/.wh.X11")',
+   }
+   for i, body in ipairs(cases) do
+      bin_with_links(R)
+      local a = T.make(area, "canon" .. i, "with archive(OUT) as tf:\n    "
+         .. body .. '\n    entry(tf, "../x", data=b"x")\n')
+      local s = T.snap(area)
+      local r, err, code = extract(R, a)
+      lu.assertNil(r, "case " .. i)
+      lu.assertEquals(code, "refused", "case " .. i .. ": " .. tostring(err))
+      lu.assertNotStrContains(err, "rollback failed")
+      T.all_same(area, s)
+   end
+end
+
+function TestTarExtract:test_saved_path_beside_too_long_is_refused()
+   local area, R = T.area()
+   if T.stat("/dev/shm", "%d") == T.stat(area, "%d") then
+      return lu.skip("/dev/shm is on the same filesystem")
+   end
+   -- a folder whose path in R is 4085 bytes: f fits in PATH_MAX, the
+   -- saved f/.clayer-journal.PID/00000001 beside it does not
+   local parts = {}
+   for i = 1, 16 do parts[i] = ("d"):rep(250) end
+   parts[17] = ("e"):rep(69)
+   local deep = table.concat(parts, "/")
+   lu.assertEquals(#deep, 4085)
+   T.run("cd " .. h.q(R) .. " && python3 -c 'import os, sys\n"
+      .. "for p in sys.argv[1].split(\"/\"): os.mkdir(p); os.chdir(p)\n"
+      .. "open(\"f\", \"w\").write(\"orig\")' " .. deep)
+   local a = T.make(area, "long", "with archive(OUT) as tf:\n"
+      .. "    entry(tf, " .. ("%q"):format(deep .. "/f")
+      .. ", data=b\"new\")\n    entry(tf, \"../x\", data=b\"x\")\n")
+   local j = "/dev/shm/clayer-spec-journal-" .. T.run("echo $$"):sub(1, -2)
+   local s = T.snap(area)
+   local r, err = extract(R, a, { journal = j })
+   lu.assertNil(r)
+   lu.assertNotStrContains(err, "rollback failed")
+   T.all_same(area, s)
+   lu.assertNil(io.open(j))
+end
