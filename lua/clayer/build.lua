@@ -2,6 +2,7 @@
 -- --root): ENV, ARG, RUN, FETCH, COPY, ADD, WORKDIR, SHELL, SNAPSHOT.
 -- Every failure is one line, "FILE:LINE:COL: message".
 local cf = require "clayer.containerfile"
+local cleanup = require "clayer.cleanup"
 local fs = require "clayer.fs"
 local hash = require "clayer.hash"
 local http = require "clayer.http"
@@ -306,16 +307,13 @@ function ops.RUN(ctx, scope, ins)
    local dir, err = fs.mkdtemp(tmp .. "/clayer-run-")
    if not dir then return fail(ctx, ins, "RUN: %s", err) end
    local file = dir .. "/script"
-   local ok
-   ok, err = fs.write_atomic(file, ins.script, 493)
-   if ok then
-      ok, err = run_command(ctx, scope, ins,
+   -- the folder goes on an interrupt too
+   return cleanup.always(function() fs.rmtree(dir) end, function()
+      local ok, werr = fs.write_atomic(file, ins.script, 493)
+      if not ok then return fail(ctx, ins, "RUN: %s", werr) end
+      return run_command(ctx, scope, ins,
          shebang(ins.script, file:sub(#ctx.root + 1)))
-   else
-      ok, err = fail(ctx, ins, "RUN: %s", err)
-   end
-   fs.rmtree(dir)
-   return ok, err
+   end)
 end
 
 -- }==================================================================
@@ -370,7 +368,7 @@ local scratch
 local function untar_in_root(ctx, file, logical, extra)
    local tmp, err = scratch()
    if not tmp then return nil, err end
-   local ok, why = (function()
+   return cleanup.always(function() fs.rmtree(tmp) end, function()
       local stage = tmp .. "/tree"
       local mok, merr = fs.mkdirp(stage .. logical, 493)
       if not mok then return nil, merr end
@@ -391,9 +389,7 @@ local function untar_in_root(ctx, file, logical, extra)
          journal = ctx.root .. "/var/lib/clayer/journal" }
       if not res then return nil, xerr end
       return true
-   end)()
-   fs.rmtree(tmp)
-   return ok, why
+   end)
 end
 
 -- Unpack a tar archive (compression found by content) into the folder
@@ -407,7 +403,10 @@ end
 
 -- A temporary folder for downloads, outside the root.
 function scratch()
-   local d = fs.mkdtemp("/tmp/clayer-fetch-")
+   local t = os.getenv("TMPDIR")
+   local d = t and t:sub(1, 1) == "/" and fs.mkdtemp(cleanup.tmp_root()
+      .. "/clayer-fetch-")
+   d = d or fs.mkdtemp("/tmp/clayer-fetch-")
    if not d then d = fs.mkdtemp("/var/tmp/clayer-fetch-") end
    if not d then return nil, "cannot make a temporary folder in /tmp" end
    return d
@@ -560,7 +559,7 @@ function ops.FETCH(ctx, scope, ins)
    tmp, err = scratch()
    if not tmp then return fail(ctx, ins, "FETCH: %s", err) end
    local file = tmp .. "/download"
-   local ok, why = (function()
+   local ok, why = cleanup.always(function() fs.rmtree(tmp) end, function()
       -- nothing below DEST changes before the download is whole and checked
       local dok, derr = download(ctx, url, headers, file, flags.sha256)
       if not dok then return nil, derr end
@@ -587,8 +586,7 @@ function ops.FETCH(ctx, scope, ins)
       if not name then return nil, url .. ": no file name in the URL" end
       local mode = flags.chmod and tonumber(flags.chmod, 8) or 420
       return place(file, child(real, name), mode)
-   end)()
-   fs.rmtree(tmp)
+   end)
    if not ok then return fail(ctx, ins, "FETCH %s", why) end
    return true
 end
@@ -815,13 +813,16 @@ function M.sources(ctx, src)
       end
    end
    -- walk the components, expanding patterns against the folders' entries
+   -- (as Go's filepath.Glob: a candidate that leads outside the context
+   -- is an error only when it is part of the result, below)
+   local glob = M.has_meta(src)
    local found = { "" }
    for _, part in ipairs(parts) do
       local next_found = {}
       for _, rel in ipairs(found) do
          if M.has_meta(part) then
-            local real, err = inside(ctx, rel)
-            if not real then return nil, err end
+            local real = inside(ctx, rel)
+               or context_dir(ctx) .. "/" .. rel
             local st = fs.stat(real)
             if st and st.type == "dir" then
                for _, name in ipairs(fs.dir(real) or {}) do
@@ -847,10 +848,18 @@ function M.sources(ctx, src)
    local out = {}
    for _, rel in ipairs(found) do
       local real, err = inside(ctx, rel)
-      if not real then return nil, err end
+      if not real then
+         -- a glob's candidate that is not there (Go's Lstat fails) is no
+         -- match: `*/f` past `evil -> /etc/passwd`
+         if glob and not fs.exists(context_dir(ctx) .. "/" .. rel) then
+            goto continue
+         end
+         return nil, err
+      end
       if fs.exists(real) then
          out[#out + 1] = { rel = rel == "" and "." or rel, real = real }
       end
+      ::continue::
    end
    return out
 end
@@ -983,7 +992,7 @@ local function add_url(ctx, url, target_of, how, flags)
    local tmp, err = scratch()
    if not tmp then return nil, err end
    local file = tmp .. "/download"
-   local ok, why = (function()
+   return cleanup.always(function() fs.rmtree(tmp) end, function()
       local sum = flags.checksum
       if sum then
          sum = sum:match("^sha256:(%x+)$")
@@ -1003,9 +1012,7 @@ local function add_url(ctx, url, target_of, how, flags)
       if not how.owner then return true end
       made[#made + 1] = target
       return finish_paths({ owner = how.owner }, made)
-   end)()
-   fs.rmtree(tmp)
-   return ok, why
+   end)
 end
 
 local function copy(ctx, scope, ins)

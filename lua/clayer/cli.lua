@@ -492,6 +492,8 @@ function M.main(argv)
    if not f and p.command:match("^[a-z]+$") then
       -- further commands live in clayer.cmd.<name>, each with run(p, cli)
       local ok, mod = pcall(require, "clayer.cmd." .. p.command)
+      -- SIGINT/SIGTERM while loading: not "unknown command"
+      require("clayer.cleanup").reraise_interrupt(ok, mod)
       if ok then f = function(q) return mod.run(q, M) end end
    end
    if not f then

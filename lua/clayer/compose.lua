@@ -18,6 +18,7 @@ function M.load_manifest(path)
    local chunk, err = loadfile(path, "t", {})
    if not chunk then return nil, err end
    local ok, t = pcall(chunk)
+   require("clayer.cleanup").reraise_interrupt(ok, t)
    if not ok then return nil, path .. ": " .. tostring(t) end
    if type(t) ~= "table" then
       return nil, path .. ": a layer manifest must return a table"

@@ -3,6 +3,7 @@
 local build = require "clayer.build"
 local cache = require "clayer.cache"
 local cf = require "clayer.containerfile"
+local cleanup = require "clayer.cleanup"
 local fs = require "clayer.fs"
 local json = require "clayer.json"
 local log = require "clayer.log"
@@ -42,14 +43,10 @@ function M.clean_name(name)
    return (name:gsub("^%-+", ""):gsub("%-+$", ""))
 end
 
+-- $PWD only when it names "." (a caller may pass a stale one): shim.cwd
 local function abspath(p)
    if p:sub(1, 1) == "/" then return p end
-   local pwd = os.getenv("PWD")
-   if not pwd or pwd == "" then
-      local r = proc.run({ "pwd" }, { capture = true })
-      pwd = r and r.output and r.output:gsub("%s+$", "") or "."
-   end
-   return build.join(pwd, p)
+   return build.join(require("clayer.shim").cwd(), p)
 end
 
 --- Make a layer.
@@ -115,6 +112,7 @@ function M.new(o)
    -- hostile input must give a one-line error, never a Lua error
    local pok, doc, perr = pcall(cf.parse, text, self.display,
       { unknown = self.policy.unknown_instruction })
+   cleanup.reraise_interrupt(pok, doc)
    if not pok then
       return nil, ("%s: %s"):format(self.display, tostring(doc)), "parse"
    end
@@ -126,6 +124,7 @@ function M.new(o)
    self.plan = plan
    -- a trial key (compose may add chain keys later, so it is not kept)
    local kok, kerr = pcall(self.key, self)
+   cleanup.reraise_interrupt(kok, kerr)
    self._key, self._full, self._extras = nil, nil, nil
    if not kok then return nil, tostring(kerr), "parse" end
    if self.policy.resolve_refs then
@@ -512,17 +511,9 @@ end
 -- Archive the change set and publish it.  A failed publish is a warning:
 -- the built system stays, and nothing is recorded as cached.
 function Layer:_publish(report, changes, res)
-   local tmp = fs.mkdtemp("/var/tmp/clayer-build-")
-   if not tmp then
-      fs.mkdirp("/var/tmp", 1023)
-      tmp = fs.mkdtemp("/var/tmp/clayer-build-")
-   end
-   if not tmp then
-      log.warn("cannot make a temporary folder in /var/tmp; not published")
-      return false
-   end
    local c0 = self:open_cache()
-   local ok, err = (function()
+   -- the folder goes on an error or an interrupt too (clayer.cleanup)
+   local ok, err = cleanup.with_tmpdir("clayer-build-", function(tmp)
       local threads = self.policy.zstd_threads
       local bar = log.progress("compress")
       local ar, aerr = timed(report, "compress", tar.create, {
@@ -567,8 +558,7 @@ function Layer:_publish(report, changes, res)
       report.published = true
       if status == "published" then self:_retain(c) end
       return true
-   end)()
-   fs.rmtree(tmp)
+   end)
    if not ok then
       log.warn("the layer was built but not saved to the cache: " .. err)
       report.published = false
@@ -585,6 +575,8 @@ function Layer:_retain(c)
    local ok, res, err = pcall(retention.prune, c, { name = self.name,
       unnamed = self.name == nil, protect = protect, policy = self.policy,
       keep = self.policy.keep, min_age = self.policy.min_age })
+   -- SIGINT/SIGTERM stop clayer; only retention's own failures warn
+   cleanup.reraise_interrupt(ok, res)
    if not ok or not res then
       log.warn("retention after publish: " .. tostring(ok and err or res))
    elseif #(res.deleted or {}) > 0 then

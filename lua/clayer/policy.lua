@@ -185,6 +185,7 @@ function M.load(explicit, cfdir)
    local chunk, err = loadfile(file, "t")
    if not chunk then return nil, err end
    local ok, user = pcall(chunk)
+   require("clayer.cleanup").reraise_interrupt(ok, user)
    if not ok then return nil, file .. ": " .. tostring(user) end
    if type(user) ~= "table" then
       return nil, file .. ": a policy file must return a table"

@@ -727,6 +727,7 @@ function M.record(file, argv, o)
       warn = o.warn or function() end }
    local hook = pol.on_install or M.on_install
    local ok, cmd, err = pcall(hook, argv, ctx)
+   require("clayer.cleanup").reraise_interrupt(ok, cmd)
    if not ok then return nil, "on_install: " .. tostring(cmd) end
    if cmd == nil then
       if err then return nil, err end

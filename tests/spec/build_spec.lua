@@ -632,3 +632,24 @@ function TestBuild:test_fetch_url_and_token()
 end
 
 -- }==================================================================
+
+-- A glob's candidate that leads outside the context is refused only when
+-- it is part of what COPY copies (Go's filepath.Glob skips what does not
+-- match the next component): `*/*/f` and `**/f` once failed because of
+-- an unrelated evil.txt -> /etc/passwd.
+function TestBuild:test_glob_skips_outside_links_that_are_not_copied()
+   local a = area { ["a/b/f"] = "f1", ["c/f"] = "f2" }
+   fs.symlink("/etc/passwd", a.ctx .. "/evil.txt")
+   h.sh("mkdir " .. h.q(a.top .. "/out") .. " && echo s > "
+      .. h.q(a.top .. "/out/f"))
+   build_ok(a, "COPY */*/f /g1/\nCOPY **/f /g2/\n")
+   lu.assertEquals(h.read(a.root .. "/g1/f"), "f1")
+   lu.assertEquals(h.read(a.root .. "/g2/f"), "f2")
+   -- a link to an outside folder holding a match is part of the result
+   fs.symlink(a.top .. "/out", a.ctx .. "/out-dir")
+   for _, src in ipairs { "*/f", "out-*/f", "*.txt", "out-dir/*" } do
+      local err = build_fails(a, "COPY " .. src .. " /x/\n")
+      lu.assertStrContains(err, "outside the build context", src)
+   end
+   lu.assertNil(fs.stat(a.root .. "/x"))
+end

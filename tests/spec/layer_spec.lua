@@ -151,3 +151,60 @@ function TestLayer:test_progress_on_a_terminal_only()
    lu.assertNotStrContains(out, "\r")
    lu.assertStrContains(out, "restored layer-")
 end
+
+-- A stale $PWD (a caller that changed folder without updating it) does
+-- not pick the Containerfile or --root: they were once resolved against
+-- it, running a/ctx/Containerfile into a/R from b/ctx.
+function TestLayer:test_stale_pwd_is_not_trusted()
+   local top = h.tmpdir()
+   for _, w in ipairs { "a", "b" } do
+      h.make_root(top .. "/" .. w .. "/R")
+      h.sh("mkdir -p " .. top .. "/" .. w .. "/ctx")
+      h.write(top .. "/" .. w .. "/ctx/Containerfile", "COPY f /etc/which\n")
+      h.write(top .. "/" .. w .. "/ctx/f", w .. "\n")
+   end
+   local out, code = h.clayer("build Containerfile --root ../R --cache dir:"
+      .. top .. "/cache", "cd " .. h.q(top .. "/b/ctx") .. " && PWD="
+      .. h.q(top .. "/a/ctx"))
+   lu.assertEquals(code, 0, out)
+   lu.assertEquals(h.read(top .. "/b/R/etc/which"), "b\n")
+   lu.assertNil(h.read(top .. "/a/R/etc/which"))
+   -- a $PWD that names "." through a symlink is kept (as shells do)
+   h.sh("ln -s b " .. top .. "/l")
+   out, code = h.clayer("build Containerfile --root ../R --no-push "
+      .. "--cache dir:" .. top .. "/cache", "cd " .. h.q(top .. "/l/ctx")
+      .. " && PWD=" .. h.q(top .. "/l/ctx"))
+   lu.assertEquals(code, 0, out)
+   lu.assertStrContains(h.read(top .. "/b/R/var/lib/clayer/applied.json"),
+      top .. "/l/ctx/Containerfile")
+end
+
+-- SIGTERM during the retention run after publish stops clayer (exit
+-- 130): it was once turned into a warning and the build exited 0.
+-- Another retention error stays a warning.
+function TestLayer:test_sigterm_during_retention_is_not_swallowed()
+   local top = h.tmpdir()
+   h.make_root(top .. "/R")
+   h.sh("mkdir -p " .. top .. "/ctx")
+   h.write(top .. "/ctx/Containerfile", "COPY f /etc/f\n")
+   h.write(top .. "/ctx/f", "x\n")
+   h.write(top .. "/term.lua", "return { retention = function()\n"
+      .. "   os.execute('kill -TERM ' .. require('clayer.proc').getpid())\n"
+      .. "   for _ = 1, 1e7 do end\n"
+      .. "   return {}\nend }\n")
+   h.write(top .. "/bad.lua", "return { retention = function()\n"
+      .. "   error('boom')\nend }\n")
+   local out, code = h.clayer("build Containerfile --root ../R --policy "
+      .. top .. "/term.lua --cache dir:" .. top .. "/cache",
+      "cd " .. h.q(top .. "/ctx") .. " &&")
+   lu.assertEquals(code, 130, out)
+   lu.assertNotStrContains(out, "retention after publish")
+   h.sh("rm -rf " .. top .. "/cache " .. top .. "/R && mkdir " .. top .. "/R")
+   h.make_root(top .. "/R")
+   out, code = h.clayer("build Containerfile --root ../R --policy "
+      .. top .. "/bad.lua --cache dir:" .. top .. "/cache",
+      "cd " .. h.q(top .. "/ctx") .. " &&")
+   lu.assertEquals(code, 0, out)
+   lu.assertStrContains(out, "warning: retention after publish: ")
+   lu.assertStrContains(out, "boom")
+end

@@ -183,3 +183,72 @@ function TestRobust:test_rollback_of_a_folder_dated_before_1970()
    lu.assertEquals(h.sh("cd " .. top .. "/R && find . -printf '%p %T@\\n'"),
       before)
 end
+
+-- SIGTERM at the moment `probe` (a shell glob) first exists, during a
+-- build to dir:CACHE with TMPDIR=TMP: {out, killed}.  The build is
+-- repeated from a fresh root when it wins the race.
+local function term_when(top, cache, tmp, probe)
+   for _ = 1, 4 do
+      local out = h.sh("bash -c " .. h.q("export TMPDIR=" .. h.q(tmp) .. "; "
+         .. cmd(top, "exec", "build Containerfile --cache dir:" .. cache
+         .. " --root " .. top .. "/r -q")
+         .. " & pid=$!\n"
+         .. "while kill -0 $pid 2>/dev/null; do\n"
+         .. "  set -- " .. probe .. "\n"
+         .. "  if [ -e \"$1\" ]; then kill -TERM $pid; echo killed; break; fi\n"
+         .. "done\nwait $pid; echo \"status=$?\""))
+      if out:find("killed") and h.sh("ls " .. cache .. " 2>/dev/null") == ""
+      then
+         return out, true
+      end
+      h.sh("rm -rf " .. cache .. " " .. top .. "/r && cp -a " .. top
+         .. "/base " .. top .. "/r")
+   end
+   return nil, false
+end
+
+-- SIGTERM while publish copies the archive into the cache (another
+-- filesystem), and while it compresses: exit 130, no CACHE/.tmp-*, no
+-- TMPDIR/clayer-build-* (both were once left behind).
+function TestRobust:test_sigterm_during_publish_leaves_no_temporary_files()
+   local area = h.sh("mktemp -d /dev/shm/clayer-spec.XXXXXX"):gsub("%s+$", "")
+   shm[#shm + 1] = area
+   local top = setup(48)
+   local cache, tmp = area .. "/cache", top .. "/tmp"
+   h.sh("mkdir " .. tmp)
+   for _, probe in ipairs { h.q(cache) .. "/.tmp-*",
+         h.q(tmp) .. "/clayer-build-*" } do
+      local out, killed = term_when(top, cache, tmp, probe)
+      lu.assertTrue(killed, "never killed at " .. probe)
+      lu.assertStrContains(out, "status=130\n")
+      lu.assertEquals(h.sh("ls -A " .. cache .. " 2>/dev/null"), "", probe)
+      lu.assertEquals(h.sh("ls -A " .. tmp), "", probe)
+      h.sh("rm -rf " .. cache .. " " .. top .. "/r && cp -a " .. top
+         .. "/base " .. top .. "/r")
+   end
+end
+
+-- What killed runs left in a dir: cache (.tmp-TAG-PID, .del-TAG-PID) is
+-- removed by ls, prune and publish once its process is gone and nothing
+-- wrote to it for 10 minutes; a live process's, or a fresh one, stays.
+function TestRobust:test_stale_leftovers_are_swept()
+   local top = h.tmpdir()
+   local cache = top .. "/cache"
+   local sleeper = h.sh("sleep 60 >/dev/null 2>&1 & echo $!"):gsub("%s+$", "")
+   local dead = h.sh("sh -c 'echo $$'"):gsub("%s+$", "")
+   local old = "touch -d '2 hours ago' "
+   h.sh("mkdir -p " .. cache .. "/.tmp-layer-ab12-" .. dead .. " "
+      .. cache .. "/.del-layer-x-1-" .. dead .. " "
+      .. cache .. "/.tmp-layer-cd34-" .. sleeper .. " "
+      .. cache .. "/.tmp-layer-ef56-" .. dead .. "0000"
+      .. " && echo x > " .. cache .. "/.tmp-layer-ab12-" .. dead .. "/f && "
+      .. old .. cache .. "/.tmp-layer-ab12-" .. dead .. "/f " .. cache
+      .. "/.tmp-layer-ab12-" .. dead .. " && " .. old .. cache .. "/.del-*"
+      .. " && " .. old .. cache .. "/.tmp-layer-cd34-" .. sleeper)
+   local out, code = h.clayer("ls --cache dir:" .. cache)
+   h.sh("kill " .. sleeper)
+   lu.assertEquals(code, 0, out)
+   -- pid DEAD0000 is no pid but the folder is fresh: it stays
+   lu.assertEquals(h.sh("ls -A " .. cache), ".tmp-layer-cd34-" .. sleeper
+      .. "\n.tmp-layer-ef56-" .. dead .. "0000\n")
+end

@@ -470,3 +470,23 @@ function TestShimShell:test_functions_pass_status_and_record()
    lu.assertEquals(h.read(dir .. "/Containerfile"),
       "FROM x\nRUN uv pip install --system 'a<2'\n")
 end
+
+-- The hook resolves the shim file against the real working folder, not
+-- a stale $PWD; a $PWD naming "." through a symlink is kept.
+function TestShimShell:test_stale_pwd_is_not_trusted()
+   local dir = h.tmpdir()
+   h.sh("mkdir -p " .. dir .. "/a " .. dir .. "/b && ln -s b " .. dir .. "/l")
+   for _, w in ipairs { "a", "b" } do
+      h.write(dir .. "/" .. w .. "/Containerfile", "FROM x\n")
+   end
+   local out, code = h.sh("cd " .. h.q(dir .. "/b") .. " && PWD="
+      .. h.q(dir .. "/a") .. " " .. h.q(h.bin) .. " -e "
+      .. h.q("print(require('clayer.shim').cwd())"))
+   lu.assertEquals(code, 0, out)
+   lu.assertEquals(out, dir .. "/b\n")
+   out = h.sh("cd " .. h.q(dir .. "/l") .. " && PWD=" .. h.q(dir .. "/l")
+      .. " " .. h.q(h.bin) .. " -e "
+      .. h.q("print(require('clayer.shim').cwd())"))
+   lu.assertEquals(out, dir .. "/l\n")
+   lu.assertEquals(shim.abspath("x", dir), dir .. "/x")
+end

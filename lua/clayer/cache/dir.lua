@@ -1,6 +1,7 @@
 --- The dir: backend: PATH/<tag>/{layer.json, layer.tar.zst[.NNN]}.
 -- An entry is published by renaming a finished temporary folder, so a
 -- reader never sees half an entry; a tag already published wins.
+local cleanup = require "clayer.cleanup"
 local fs = require "clayer.fs"
 local json = require "clayer.json"
 local proc = require "clayer.proc"
@@ -34,8 +35,8 @@ function M.new(path, opts)
    path, err = M.expand_home(path)
    if not path then return nil, err end
    if path:sub(1, 1) ~= "/" then
-      local pwd = os.getenv("PWD") or "."
-      path = pwd .. "/" .. path
+      -- $PWD may be stale: shim.cwd trusts it only when it names "."
+      path = require("clayer.shim").cwd() .. "/" .. path
    end
    path = path:gsub("/+$", "")
    return setmetatable({ path = path, uri = "dir:" .. path,
@@ -81,6 +82,7 @@ function Dir:find(tag)
    local text = fs.read(dir .. "/layer.json")
    if text then
       local ok, meta, err = pcall(json.decode, text)
+      cleanup.reraise_interrupt(ok, meta)   -- never a cache miss
       if not ok then meta, err = nil, meta end
       if type(meta) ~= "table" or getmetatable(meta) ~= nil then
          -- a scalar, null or an array: unusable, never a Lua error
@@ -129,29 +131,71 @@ function Dir:publish(tag, src, meta)
    end
    local final = self.path .. "/" .. tag
    if fs.exists(final) then return "exists" end
+   self:sweep()
    local tmp = ("%s/.tmp-%s-%d"):format(self.path, tag, proc.getpid())
    fs.rmtree(tmp)
    ok, err = fs.mkdirp(tmp, 493)
    if not ok then return nil, err end
-   local names = { "layer.json" }
-   for _, p in ipairs(meta.parts) do names[#names + 1] = p.name end
-   for _, name in ipairs(names) do
-      local from, to = src .. "/" .. name, tmp .. "/" .. name
-      if not fs.rename(from, to) then
-         ok, err = fs.copy(from, to, 420)
-         if not ok then
-            fs.rmtree(tmp)
-            return nil, err
+   -- the folder goes on any failure, an interrupt included; after the
+   -- rename it is gone and removing it is a no-op
+   return cleanup.always(function() fs.rmtree(tmp) end, function()
+      local names = { "layer.json" }
+      for _, p in ipairs(meta.parts) do names[#names + 1] = p.name end
+      for _, name in ipairs(names) do
+         local from, to = src .. "/" .. name, tmp .. "/" .. name
+         if not fs.rename(from, to) then
+            local cok, cerr = fs.copy(from, to, 420)
+            if not cok then return nil, cerr end
          end
       end
+      local rok, rerr = fs.rename(tmp, final)
+      if not rok then
+         if fs.exists(final) then return "exists" end
+         return nil, rerr
+      end
+      return "published"
+   end)
+end
+
+-- How long a leftover must have been left alone before sweep removes it
+-- (a pid in another pid namespace sharing the cache looks dead here).
+local STALE_SECONDS = 600
+
+-- Whether process `pid` runs here; nil when that cannot be told.
+local function alive(pid)
+   if not fs.exists("/proc/self") then return nil end
+   return fs.exists("/proc/" .. pid)
+end
+
+-- The newest mtime (ns) of folder `path` and what is directly in it.
+local function newest(path)
+   local st = fs.lstat(path)
+   local t = st and st.mtime or 0
+   for _, name in ipairs(fs.dir(path) or {}) do
+      local fst = fs.lstat(path .. "/" .. name)
+      if fst and fst.mtime > t then t = fst.mtime end
    end
-   ok, err = fs.rename(tmp, final)
-   if not ok then
-      fs.rmtree(tmp)
-      if fs.exists(final) then return "exists" end
-      return nil, err
+   return t
+end
+
+--- Remove what killed runs left: .tmp-TAG-PID (a publish) and
+-- .del-TAG-PID (a delete) whose process is gone and that nothing wrote
+-- to for STALE_SECONDS.  Best effort: a read-only cache keeps them.
+-- @return the names removed
+function Dir:sweep()
+   local removed = {}
+   local now = math.floor(proc.time() * 1e9)
+   for _, name in ipairs(fs.dir(self.path) or {}) do
+      local pid = name:match("^%.tmp%-.+%-(%d+)$")
+         or name:match("^%.del%-.+%-(%d+)$")
+      local path = self.path .. "/" .. name
+      if pid and tonumber(pid) ~= proc.getpid() and alive(pid) == false
+         and now - newest(path) > STALE_SECONDS * 1e9
+         and fs.rmtree(path) then
+         removed[#removed + 1] = name
+      end
    end
-   return "published"
+   return removed
 end
 
 --- The entries whose tag starts with `prefix`: {tag, created_at (ns),
@@ -160,6 +204,7 @@ function Dir:list(prefix)
    prefix = prefix or ""
    local ok, err = self:check()
    if not ok then return nil, err end
+   self:sweep()   -- ls and prune clean what killed publishers left
    local names = fs.dir(self.path)
    local out = {}
    for _, name in ipairs(names or {}) do

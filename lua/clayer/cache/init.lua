@@ -26,6 +26,7 @@ function M.open(uri, opts)
       end
    end
    local ok, backend = pcall(require, "clayer.cache." .. scheme)
+   require("clayer.cleanup").reraise_interrupt(ok, backend)
    if not ok or scheme == "init" then
       return nil, "unknown cache backend: " .. scheme
          .. " (in '" .. tostring(uri) .. "')"
