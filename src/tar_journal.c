@@ -959,10 +959,21 @@ static int undo_meta(struct replay *rp, char *rel, char *rest)
     return replay_err(rp, "meta", rel);
   ts[0] = ns_ts(at);
   ts[1] = ns_ts(mt);
-  if(fstat(fd, &st) ||
-     ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid)) ||
-     fchmod(fd, mode) || futimens(fd, ts))
+  /* each step only when something differs: a folder whose change
+     failed (procfs, a read-only mount) is already as recorded, and
+     asking again would fail the rollback for nothing */
+  if(fstat(fd, &st))
     r = replay_err(rp, "meta", rel);
+  else {
+    int owner = st.st_uid != uid || st.st_gid != gid;
+
+    /* a chown may clear setuid/setgid bits: then chmod in any case */
+    if((owner && fchown(fd, uid, gid)) ||
+       ((owner || (st.st_mode & 07777) != mode) && fchmod(fd, mode)) ||
+       ((ns(&st.st_atim) != at || ns(&st.st_mtim) != mt) &&
+        futimens(fd, ts)))
+      r = replay_err(rp, "meta", rel);
+  }
   close(fd);
   return r;
 }

@@ -128,3 +128,30 @@ function TestJournal:test_failed_undo_keeps_the_journal_for_a_later_replay()
    lu.assertEquals(h.read(R .. "/d/x"), "orig\n")
    lu.assertNil(h.read(J .. "/log"))
 end
+
+-- A "meta" record of a folder that is already as recorded (its change
+-- failed, as on procfs) is undone without touching it: here the replay
+-- runs as a user who may not chmod the root-owned folder at all.
+function TestJournal:test_meta_already_as_recorded_needs_no_change()
+   local R = h.tmpdir()
+   local J = R .. "/var/lib/clayer/journal"
+   h.sh("mkdir -p " .. h.q(R .. "/d") .. " " .. h.q(J) .. " && chmod 755 "
+      .. h.q(R .. "/d") .. " && chmod 755 " .. h.q(R) .. " "
+      .. h.q(R .. "/var") .. " " .. h.q(R .. "/var/lib") .. " "
+      .. h.q(R .. "/var/lib/clayer") .. " && chown -R 65534:65534 "
+      .. h.q(R .. "/var/lib/clayer"))
+   local at, mt = h.sh("python3 -c 'import os, sys; s = os.stat(sys.argv[1]);"
+      .. " print(s.st_atime_ns, s.st_mtime_ns)' " .. h.q(R .. "/d"))
+      :match("(%d+) (%d+)")
+   h.write(J .. "/log", ("root %s\nmeta d 755 0 0 %s %s\n"):format(R, at,
+      mt))
+   h.sh("chown 65534:65534 " .. h.q(J .. "/log"))
+   h.write(R .. "/rec.lua", ("local tar = require 'clayer.tar'\n"
+      .. "print(tar.recover(%q))\n"):format(J))
+   local out, code = h.sh("setpriv --reuid=65534 --regid=65534 "
+      .. "--clear-groups " .. h.q(h.bin) .. " " .. h.q(R .. "/rec.lua")
+      .. " 2>&1")
+   lu.assertEquals(code, 0, out)
+   lu.assertStrContains(out, "true")
+   lu.assertNil(h.read(J .. "/log"))
+end
