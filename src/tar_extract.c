@@ -147,39 +147,6 @@ static void xwarn(struct tar_x *x, const char *fmt, ...)
     x->nwarn++;
 }
 
-/*
- * Normalize a member name into out (as large as name): components
- * joined by '/', without "." and empty ones, ".." applied.  A leading
- * '/' means R.  Returns -1 when the name climbs above the root.
- */
-static int normalize(const char *name, char *out)
-{
-  const char *p = name, *end;
-  size_t len = 0, n;
-
-  for(; *p; p = *end ? end + 1 : end) {
-    end = strchrnul(p, '/');
-    n = (size_t)(end - p);
-    if(n == 0 || (n == 1 && p[0] == '.'))
-      continue;
-    if(n == 2 && p[0] == '.' && p[1] == '.') {
-      if(!len)
-        return -1;
-      while(len && out[len - 1] != '/')
-        len--;
-      if(len)
-        len--;
-      continue;
-    }
-    if(len)
-      out[len++] = '/';
-    memcpy(out + len, p, n);
-    len += n;
-  }
-  out[len] = '\0';
-  return 0;
-}
-
 /* Join a parent and a name into a new string ("" parent: the name). */
 static char *join(const char *parent, const char *name)
 {
@@ -609,7 +576,7 @@ static int link_target(struct tar_x *x, const char *target, char **tnorm,
   *tnorm = malloc(strlen(target) + 1);
   if(!*tnorm)
     return xfail(x, "io", "out of memory");
-  if(normalize(target, *tnorm))
+  if(tar_normalize(target, *tnorm, 0))
     return xfail(x, "refused", "hardlink to %s, outside the root", target);
   slash = strrchr(*tnorm, '/');
   if(slash)
@@ -1014,7 +981,7 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
     xfail(x, "io", "out of memory");
     goto out;
   }
-  if(normalize(name, rel)) {
+  if(tar_normalize(name, rel, 0)) {
     xfail(x, "refused", "member name climbs out of the root");
     goto out;
   }

@@ -180,6 +180,12 @@ void *tar_get_xattr(int fd, const char *path, const char *name,
                     ssize_t *n);
 
 /* Path helpers shared by the extractor and the journal. */
+/*
+ * Normalize a member name into out (as large as name): components joined
+ * by '/', without "." and empty ones, ".." applied; a leading '/' means
+ * R.  A ".." above R: -1, or R itself when clamp.
+ */
+int tar_normalize(const char *name, char *out, int clamp);
 int tar_openat2(int dirfd, const char *path, int flags);
 /*
  * tar_resolve.c: what openat2(RESOLVE_IN_ROOT) gives, walked in

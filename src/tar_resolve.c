@@ -356,24 +356,19 @@ int tar_openat2(int dirfd, const char *path, int flags)
   return (int)fd;
 }
 
-/* path without "", "." and ".." components (".." of the root: the
-   root), lexically: right only for a path without symlinks. */
-static char *lexical(const char *path)
+int tar_normalize(const char *name, char *out, int clamp)
 {
-  char *out = malloc(strlen(path) + 1);
-  const char *p = path, *end;
+  const char *p = name, *end;
   size_t len = 0, n;
 
-  if(!out) {
-    errno = ENOMEM;
-    return NULL;
-  }
   for(; *p; p = *end ? end + 1 : end) {
     end = strchrnul(p, '/');
     n = (size_t)(end - p);
     if(n == 0 || (n == 1 && p[0] == '.'))
       continue;
     if(n == 2 && p[0] == '.' && p[1] == '.') {
+      if(!len && !clamp)
+        return -1;
       while(len && out[len - 1] != '/')
         len--;
       if(len)
@@ -386,6 +381,20 @@ static char *lexical(const char *path)
     len += n;
   }
   out[len] = '\0';
+  return 0;
+}
+
+/* path normalized lexically, ".." of the root being the root: right
+   only for a path without symlinks.  NULL with errno. */
+static char *lexical(const char *path)
+{
+  char *out = malloc(strlen(path) + 1);
+
+  if(!out) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  tar_normalize(path, out, 1);
   return out;
 }
 

@@ -34,6 +34,42 @@ local function now_ns()
    return math.floor(proc.time() * 1e9)
 end
 
+-- The options of select and reasons with their defaults.
+local function settings(opts)
+   local keep = math.tointeger(opts.keep) or M.KEEP
+   return { keep = keep < 0 and 0 or keep,
+      min_age = tonumber(opts.min_age) or M.MIN_AGE,
+      now = opts.now or now_ns(), protect = opts.protect or {} }
+end
+
+-- Call visit(e, i, n, group, wanted, age) for each entry: i its index in
+-- entries, n its rank in its group (by name), newest first, wanted
+-- whether the group is one opts asks for, age in seconds.
+local function each_ranked(entries, opts, o, visit)
+   local groups = {}
+   for i, e in ipairs(entries) do
+      local g = type(e) == "table" and group_of(e.tag)
+      if g then
+         groups[g] = groups[g] or {}
+         table.insert(groups[g], { e = e, i = i })
+      end
+   end
+   for g, list in pairs(groups) do
+      table.sort(list, function(a, b)
+         local ta, tb = a.e.created_at or 0, b.e.created_at or 0
+         if ta ~= tb then return ta > tb end
+         return a.e.tag > b.e.tag
+      end)
+      local wanted = (opts.name == nil and not opts.unnamed)
+         or (opts.name ~= nil and g == opts.name)
+         or (opts.name == nil and opts.unnamed and g == UNNAMED)
+      for n, it in ipairs(list) do
+         visit(it.e, it.i, n, g, wanted,
+            (o.now - (it.e.created_at or o.now)) / 1e9)
+      end
+   end
+end
+
 --- The entries to delete.
 -- @param entries array of {tag, created_at (ns), size}
 -- @param opts keep (default 3), name (only that group), unnamed (only
@@ -42,37 +78,14 @@ end
 -- @return array of entries (a subset of `entries`, in their order)
 function M.select(entries, opts)
    opts = opts or {}
-   local keep = math.tointeger(opts.keep) or M.KEEP
-   if keep < 0 then keep = 0 end
-   local min_age = tonumber(opts.min_age) or M.MIN_AGE
-   local now = opts.now or now_ns()
-   local protect = opts.protect or {}
-   local groups = {}
-   for i, e in ipairs(entries) do
-      local g = type(e) == "table" and group_of(e.tag)
-      local wanted = g and ((opts.name == nil and not opts.unnamed)
-         or (opts.name ~= nil and g == opts.name)
-         or (opts.name == nil and opts.unnamed and g == UNNAMED))
-      if wanted then
-         groups[g] = groups[g] or {}
-         table.insert(groups[g], { e = e, i = i })
-      end
-   end
+   local o = settings(opts)
    local doomed = {}
-   for _, list in pairs(groups) do
-      table.sort(list, function(a, b)
-         local ta, tb = a.e.created_at or 0, b.e.created_at or 0
-         if ta ~= tb then return ta > tb end
-         return a.e.tag > b.e.tag
-      end)
-      for n, it in ipairs(list) do
-         local e = it.e
-         local age = (now - (e.created_at or now)) / 1e9
-         if n > keep and not protect[e.tag] and age >= min_age then
-            doomed[#doomed + 1] = it
-         end
+   each_ranked(entries, opts, o, function(e, i, n, _, wanted, age)
+      if wanted and n > o.keep and not o.protect[e.tag]
+         and age >= o.min_age then
+         doomed[#doomed + 1] = { e = e, i = i }
       end
-   end
+   end)
    table.sort(doomed, function(a, b) return a.i < b.i end)
    local out = {}
    for k, it in ipairs(doomed) do out[k] = it.e end
@@ -88,52 +101,29 @@ end
 -- @param entries, opts as select
 function M.reasons(entries, opts)
    opts = opts or {}
-   local keep = math.tointeger(opts.keep) or M.KEEP
-   if keep < 0 then keep = 0 end
-   local min_age = tonumber(opts.min_age) or M.MIN_AGE
-   local now = opts.now or now_ns()
-   local protect = opts.protect or {}
-   local groups = {}
-   for _, e in ipairs(entries) do
-      local g = type(e) == "table" and group_of(e.tag)
-      if g then
-         groups[g] = groups[g] or {}
-         table.insert(groups[g], e)
-      end
-   end
+   local o = settings(opts)
    local out = {}
-   for g, list in pairs(groups) do
-      table.sort(list, function(a, b)
-         local ta, tb = a.created_at or 0, b.created_at or 0
-         if ta ~= tb then return ta > tb end
-         return a.tag > b.tag
-      end)
-      local wanted = (opts.name == nil and not opts.unnamed)
-         or (opts.name ~= nil and g == opts.name)
-         or (opts.name == nil and opts.unnamed and g == UNNAMED)
+   each_ranked(entries, opts, o, function(e, _, n, g, wanted, age)
       local label = g == UNNAMED and "the unnamed layers" or "'" .. g .. "'"
-      for n, e in ipairs(list) do
-         local age = (now - (e.created_at or now)) / 1e9
-         local r
-         if not wanted then
-            r = { "name", opts.name and ("another name than --name %s")
-               :format(opts.name) or "a named layer (only unnamed ones "
-               .. "are pruned here)" }
-         elseif protect[e.tag] then
-            r = { "protected", "applied on this machine (or just "
-               .. "published): never pruned" }
-         elseif n <= keep then
-            r = { "keep", ("among the newest %d of %s (keep %d)")
-               :format(keep, label, keep) }
-         elseif age < min_age then
-            r = { "young", ("younger than the minimum age, %s (%s old)")
-               :format(M.duration(min_age), M.duration(age)) }
-         else
-            r = { "policy", "not chosen by the policy's retention function" }
-         end
-         out[e.tag] = { code = r[1], text = r[2] }
+      local r
+      if not wanted then
+         r = { "name", opts.name and ("another name than --name %s")
+            :format(opts.name) or "a named layer (only unnamed ones "
+            .. "are pruned here)" }
+      elseif o.protect[e.tag] then
+         r = { "protected", "applied on this machine (or just "
+            .. "published): never pruned" }
+      elseif n <= o.keep then
+         r = { "keep", ("among the newest %d of %s (keep %d)")
+            :format(o.keep, label, o.keep) }
+      elseif age < o.min_age then
+         r = { "young", ("younger than the minimum age, %s (%s old)")
+            :format(M.duration(o.min_age), M.duration(age)) }
+      else
+         r = { "policy", "not chosen by the policy's retention function" }
       end
-   end
+      out[e.tag] = { code = r[1], text = r[2] }
+   end)
    return out
 end
 
