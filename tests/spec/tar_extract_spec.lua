@@ -124,6 +124,18 @@ local function extract(R, source, opts)
    return tar.extract(opts)
 end
 
+--- Extract src into R, expect it refused with a message holding `want`,
+-- and nothing in the area changed; `what` names the case in failures.
+function T.refused(area, R, src, want, what)
+   local s = T.snap(area)
+   local r, err, code = extract(R, src)
+   lu.assertNil(r, what)
+   lu.assertEquals(code, "refused", what)
+   lu.assertStrContains(err, want, what)
+   T.all_same(area, s)
+   return err
+end
+
 -- Round trip -------------------------------------------------------------
 
 TestTarExtract = {}
@@ -222,23 +234,13 @@ with archive(OUT) as tf:
     entry(tf, "etc/../../b1-escape2.txt", data=b"x")
     entry(tf, "/b1-abs.txt", data=b"x")
 ]])
-   local s = T.snap(area)
-   local r, err, code = extract(R, a)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "tar.extract: ../b1-escape.txt: ")
-   T.all_same(area, s)
+   T.refused(area, R, a, "tar.extract: ../b1-escape.txt: ")
 
    local a2 = T.make(area, "b1b", [[
 with archive(OUT) as tf:
     entry(tf, "etc/../../b1-escape2.txt", data=b"x")
 ]])
-   s = T.snap(area)
-   r, err, code = extract(R, a2)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "etc/../../b1-escape2.txt")
-   T.all_same(area, s)
+   T.refused(area, R, a2, "etc/../../b1-escape2.txt")
 
    -- an absolute name means R plus that name; a harmless ".." stays in
    local a3 = T.make(area, "b1c", [[
@@ -246,7 +248,7 @@ with archive(OUT) as tf:
     entry(tf, "/b1-abs.txt", data=b"abs")
     entry(tf, "/usr/../b1-dots.txt", data=b"dots")
 ]])
-   s = T.snap(area)
+   local s = T.snap(area)
    assert(extract(R, a3))
    lu.assertEquals(h.read(R .. "/b1-abs.txt"), "abs")
    lu.assertEquals(h.read(R .. "/b1-dots.txt"), "dots")
@@ -261,16 +263,11 @@ with archive(OUT) as tf:
     entry(tf, "escape", "sym", link=%q)
     entry(tf, "escape/pwned", data=b"PWNED\n")
 ]], area .. "/outside"))
-   local s = T.snap(area)
-   local r, err, code = extract(R, a)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "escape/pwned")
-   T.all_same(area, s)
+   T.refused(area, R, a, "escape/pwned")
 
    -- when the link's target exists inside R, the member lands there
    T.run("mkdir -p " .. h.q(R .. area .. "/outside"))
-   s = T.snap(area)
+   local s = T.snap(area)
    assert(extract(R, a))
    lu.assertEquals(h.read(R .. area .. "/outside/pwned"), "PWNED\n")
    lu.assertEquals(T.run("readlink " .. h.q(R .. "/escape")),
@@ -331,12 +328,7 @@ with archive(OUT) as tf:
     entry(tf, "innocent.txt", "hard", link="../victim.txt")
     entry(tf, "innocent.txt", data=b"PWNED\n")
 ]])
-   local s = T.snap(area)
-   local r, err, code = extract(R, a)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "innocent.txt")
-   T.all_same(area, s)
+   T.refused(area, R, a, "innocent.txt")
    lu.assertEquals(h.read(area .. "/victim.txt"), "ORIGINAL\n")
 
    -- a file that is in R but not in this archive is no target either
@@ -344,12 +336,7 @@ with archive(OUT) as tf:
 with archive(OUT) as tf:
     entry(tf, "grab", "hard", link="old.txt")
 ]])
-   s = T.snap(area)
-   r, err, code = extract(R, a2)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "tar.extract: grab: hardlink to old.txt")
-   T.all_same(area, s)
+   T.refused(area, R, a2, "tar.extract: grab: hardlink to old.txt")
 
    local ok = T.make(area, "b3ok", [[
 with archive(OUT) as tf:
@@ -399,12 +386,7 @@ with archive(OUT) as tf:
    }) do
       local a = T.make(area, "bad-" .. name,
          "with archive(OUT) as tf:\n" .. body)
-      local s = T.snap(area)
-      local r, err, code = extract(R, a)
-      lu.assertNil(r, name)
-      lu.assertEquals(code, "refused", name)
-      lu.assertStrContains(err, "grab: hardlink to", name)
-      T.all_same(area, s)
+      T.refused(area, R, a, "grab: hardlink to", name)
    end
 end
 
@@ -995,12 +977,7 @@ function TestTarExtract:test_journal_option_and_protection()
 with archive(OUT) as tf:
     entry(tf, "var/lib/clayer/journal/log", data=b"root /\n")
 ]])
-   local s = T.snap(area)
-   local r, err, code = extract(R, a)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "var/lib/clayer/journal/log")
-   T.all_same(area, s)
+   T.refused(area, R, a, "var/lib/clayer/journal/log")
    -- a symlink into a folder saved in the journal
    T.run("mkdir " .. h.q(R .. "/a") .. " && echo keep > " .. h.q(R .. "/a/k"))
    local a2 = T.make(area, "j2", [[
@@ -1011,14 +988,10 @@ with archive(OUT) as tf:
     entry(tf, "s", "sym", link="/var/lib/clayer/journal/00000001")
     entry(tf, "s/evil", data=b"x")
 ]])
-   s = T.snap(area)
-   r, err, code = extract(R, a2)
-   lu.assertNil(r)
-   lu.assertEquals(code, "refused")
-   lu.assertStrContains(err, "tar.extract: s/evil: inside clayer's state or journal folder")
-   T.all_same(area, s)
+   T.refused(area, R, a2,
+      "tar.extract: s/evil: inside clayer's state or journal folder")
    local j = area .. "/J"
-   r = assert(extract(R, a, { journal = j }))
+   local r = assert(extract(R, a, { journal = j }))
    lu.assertEquals(r.files, 1)
    lu.assertEquals(h.read(R .. "/var/lib/clayer/journal/log"), "root /\n")
    lu.assertNil(io.open(j))
