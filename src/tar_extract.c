@@ -147,21 +147,6 @@ static void xwarn(struct tar_x *x, const char *fmt, ...)
     x->nwarn++;
 }
 
-/* Join a parent and a name into a new string ("" parent: the name). */
-static char *join(const char *parent, const char *name)
-{
-  size_t a = strlen(parent), b = strlen(name);
-  char *p = malloc(a + b + 2);
-
-  if(!p)
-    return NULL;
-  memcpy(p, parent, a);
-  if(a)
-    p[a++] = '/';
-  memcpy(p + a, name, b + 1);
-  return p;
-}
-
 /* The set item of an inode, added when add. */
 static struct tar_inode *inode(struct tar_x *x, const struct stat *st,
                                int add)
@@ -332,7 +317,7 @@ static int make_parents(struct tar_x *x, const char *prel, char **canon)
         xfail(x, "refused", "inside clayer's state or journal folder");
         break;
       }
-      fcanon = join(parent, comp);
+      fcanon = tar_join(parent, comp);
       if(!fcanon) {
         xfail(x, "io", "out of memory");
         break;
@@ -822,7 +807,7 @@ static int put_dir(struct tar_x *x, int pfd, const char *prel,
 static int remove_old(struct tar_x *x, int fd, const char *drel,
                       const char *name, const struct stat *st)
 {
-  char *rel = join(drel, name);
+  char *rel = tar_join(drel, name);
 
   if(!rel)
     return xfail(x, "io", "out of memory");
@@ -894,7 +879,7 @@ static int opaque_dir(struct tar_x *x, int fd, const char *drel)
         continue;
       cfd = openat(fd, names[i], O_PATH | O_DIRECTORY | O_NOFOLLOW |
                    O_CLOEXEC);
-      crel = join(drel, names[i]);
+      crel = tar_join(drel, names[i]);
       if(cfd >= 0 && crel)
         r = opaque_dir(x, cfd, crel);
       if(cfd >= 0)
@@ -936,7 +921,7 @@ static int whiteout(struct tar_x *x, const char *prel, const char *base)
     free(canon);
     return r;
   }
-  rel = join(prel, name);
+  rel = tar_join(prel, name);
   it = rel ? tar_set_get(&x->set, rel, 1) : NULL;
   if(!it) {
     close(pfd);
@@ -1018,7 +1003,7 @@ static int put_member(struct tar_x *x, struct archive_entry *e)
     goto out;
   }
   /* the journal records canonical paths: the parent's, and base */
-  crel = join(x->pc_canon, base);
+  crel = tar_join(x->pc_canon, base);
   if(!crel)
     xfail(x, "io", "out of memory");
   else if(!archive_entry_hardlink(e) && type == AE_IFDIR)

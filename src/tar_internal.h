@@ -201,6 +201,9 @@ int tar_resolve_in_root(int dirfd, const char *path, int flags);
  */
 int tar_openat2_canon(int dirfd, const char *path, int flags, char **canon);
 int tar_rmtree_at(int dfd, const char *name);
+/* parent + "/" + name in a new string (no slash after "" or after a
+   trailing slash); NULL when out of memory. */
+char *tar_join(const char *parent, const char *name);
 
 /* tar_extract.c: tar.extract and tar.recover. */
 int clayer_tar_extract(lua_State *L);

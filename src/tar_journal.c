@@ -292,8 +292,7 @@ out:
   return r;
 }
 
-/* Join a parent and a name into a new string. */
-static char *join(const char *parent, const char *name)
+char *tar_join(const char *parent, const char *name)
 {
   size_t a = strlen(parent), b = strlen(name);
   char *p = malloc(a + b + 2);
@@ -348,8 +347,8 @@ static int move_beside(struct tar_journal *j, int pfd, const char *prel,
 
   snprintf(fb, sizeof(fb), ".clayer-journal.%ld", (long)getpid());
   snprintf(saved, sizeof(saved), "%s/%s", fb, seq);
-  fbrel = join(prel, fb);
-  savedrel = join(prel, saved);
+  fbrel = tar_join(prel, fb);
+  savedrel = tar_join(prel, saved);
   /* a saved path the replay could not open would look like a rename
      that never happened: refuse before anything is logged */
   if(!fbrel || !savedrel || too_long(savedrel))
@@ -393,8 +392,8 @@ int tj_move(struct tar_journal *j, int pfd, const char *prel,
   int r = -1;
 
   snprintf(seq, sizeof(seq), "%08lu", ++j->seq);
-  rel = join(prel, name);
-  saved = join(j->dir, seq);
+  rel = tar_join(prel, name);
+  saved = tar_join(j->dir, seq);
   if(!rel || !saved || too_long(rel) || too_long(saved))
     goto out;
   if(line_text(j, &len, "moved") || line_path(j, &len, rel) ||
@@ -726,7 +725,7 @@ int tj_commit(struct tar_journal *j)
   /* the commit point: without its log, a journal is only litter, so a
      kill from here on can never roll back a finished extraction */
   {
-    char *log = join(j->dir, "log");
+    char *log = tar_join(j->dir, "log");
 
     if(!log || (unlink(log) && errno != ENOENT))
       r = -1;
@@ -804,7 +803,7 @@ void tj_close(struct tar_journal *j)
 
 int tj_pending(const char *dir)
 {
-  char *log = join(dir, "log");
+  char *log = tar_join(dir, "log");
   int r;
 
   if(!log)
@@ -1023,7 +1022,7 @@ static int undo_xattr(struct replay *rp, char *rel, char *rest)
  */
 static char *read_log(const char *dir, int *fd_out)
 {
-  char *path = join(dir, "log"), *buf = NULL, *p;
+  char *path = tar_join(dir, "log"), *buf = NULL, *p;
   size_t len = 0, cap = 0;
   ssize_t n;
   int fd;
@@ -1101,7 +1100,7 @@ int tj_replay(const char *dir, long *n, char *err, size_t errlen)
 {
   struct replay rp = { -1, 0, err, errlen };
   char *buf, **lines = NULL, **made = NULL, *timed = NULL, *root, *p;
-  char *done = NULL, *logpath = join(dir, "log");
+  char *done = NULL, *logpath = tar_join(dir, "log");
   struct timespec times[2];
   size_t i, count, nmade = 0;
   int lockfd, r, wfd = -1;
