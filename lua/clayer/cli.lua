@@ -409,6 +409,12 @@ function commands.status(p)
             what = "Containerfile missing: " .. tostring(r.file)
          elseif r.error then
             what = "cannot compute its key now: " .. r.error
+         elseif r.drift and p.opts.root then
+            -- this root holds the old layer: a build on it would
+            -- snapshot only the difference
+            what = ("changed since applied (key %s); rebuild it in a "
+               .. "fresh container, with --root a fresh copy of the base "
+               .. "root, not this one: %s"):format(r.current_key, r.rebuild)
          elseif r.drift then
             what = ("changed since applied (key %s); rebuild it in a "
                .. "fresh container: %s"):format(r.current_key, r.rebuild)

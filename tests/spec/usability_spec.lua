@@ -187,7 +187,12 @@ function TestUsability:test_status_suggests_the_command_that_rebuilds()
       "ARG FLAVOR=plain\nRUN echo $FLAVOR-2 > /etc/flavor\n")
    out, code = clayer(top, "status --root ../root")
    lu.assertEquals(code, 4, out)
-   local cmd = out:match("rebuild it in a fresh container: (clayer [^\n]*)")
+   -- the root status looked at holds the old layer: not the place to
+   -- build the new one
+   lu.assertStrContains(out, "with --root a fresh copy of the base root, "
+      .. "not this one")
+   local cmd = out:match("rebuild it in a fresh container[^:]*: "
+      .. "(clayer [^\n]*)")
    lu.assertNotNil(cmd, out)
    lu.assertStrContains(cmd, "--root " .. top .. "/root")
    lu.assertStrContains(cmd, "--salt 's 1'")
