@@ -409,15 +409,15 @@ function commands.status(p)
             what = "Containerfile missing: " .. tostring(r.file)
          elseif r.error then
             what = "cannot compute its key now: " .. r.error
-         elseif r.drift and p.opts.root then
-            -- this root holds the old layer: a build on it would
-            -- snapshot only the difference
-            what = ("changed since applied (key %s); rebuild it in a "
-               .. "fresh container, with --root a fresh copy of the base "
-               .. "root, not this one: %s"):format(r.current_key, r.rebuild)
          elseif r.drift then
             what = ("changed since applied (key %s); rebuild it in a "
                .. "fresh container: %s"):format(r.current_key, r.rebuild)
+            if p.opts.root then
+               -- this root holds the old layer: a build on it would
+               -- snapshot only the difference
+               what = what .. "\n  (with --root: on a fresh copy of the "
+                  .. "base root, not this one, which holds the old layer)"
+            end
          end
          io.stdout:write(("%s  %s  %s\n"):format(r.tag, r.time or "", what))
       end

@@ -189,10 +189,9 @@ function TestUsability:test_status_suggests_the_command_that_rebuilds()
    lu.assertEquals(code, 4, out)
    -- the root status looked at holds the old layer: not the place to
    -- build the new one
-   lu.assertStrContains(out, "with --root a fresh copy of the base root, "
-      .. "not this one")
-   local cmd = out:match("rebuild it in a fresh container[^:]*: "
-      .. "(clayer [^\n]*)")
+   lu.assertStrContains(out, "(with --root: on a fresh copy of the base "
+      .. "root, not this one, which holds the old layer)")
+   local cmd = out:match("rebuild it in a fresh container: (clayer [^\n]*)")
    lu.assertNotNil(cmd, out)
    lu.assertStrContains(cmd, "--root " .. top .. "/root")
    lu.assertStrContains(cmd, "--salt 's 1'")
